@@ -1,0 +1,223 @@
+"""The command line: one small command class per subcommand.
+
+    perfdoctor run [OPTIONS] SCRIPT [ARGS...]    perfdoctor run [OPTIONS] -m MODULE [ARGS...]
+    perfdoctor report PATH... [--out DIR]
+
+An error in perfdoctor's own input is one line on stderr and exit status 2 (traceback with -v).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import EXIT_USAGE, PerfdoctorError
+
+
+class Command:
+    name: str
+    help: str
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _step_range(text: str) -> tuple[int, int]:
+    start, sep, end = text.partition("-")
+    try:
+        first = int(start)
+        last = int(end) if sep else first
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START-END (0-based steps, e.g. 6-10), got {text!r}")
+    if first < 0 or last < first:
+        raise argparse.ArgumentTypeError(f"expected 0 <= START <= END, got {text!r}")
+    return first, last
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0: {text}")
+    return value
+
+
+class RunCommand(Command):
+    name = "run"
+    help = "run a training script under instrumentation and write a report"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.usage = "perfdoctor run [OPTIONS] (SCRIPT | -m MODULE) [ARGS...]"
+        parser.add_argument("--out", type=Path, help="run directory (default: perfdoctor-runs/<name>-<time>)")
+        parser.add_argument("--max-steps", type=_positive_int, help="end the job cleanly after N training steps")
+        parser.add_argument(
+            "--profile-steps",
+            type=_step_range,
+            metavar="START-END",
+            help="steps to trace with torch.profiler, 0-based and inclusive (default: 6-10, fitted to --max-steps)",
+        )
+        parser.add_argument("--no-profile", action="store_true", help="do not run torch.profiler")
+        parser.add_argument("--profile-stack", action="store_true", help="record Python stacks in the trace (slower)")
+        parser.add_argument("--host-interval", type=_positive_float, default=0.5, metavar="SECONDS", help="host sampling interval (default 0.5)")
+        parser.add_argument("--config", type=Path, help="pyproject.toml with [tool.perfdoctor] (default: nearest one)")
+        parser.add_argument("-q", "--quiet", action="store_true", help="no console summary")
+        parser.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script, like python -m")
+        parser.add_argument("script", nargs="?", help="the training script; what follows it goes to the script untouched")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from .collectors.base import RunOptions
+        from .finish import finish_run
+        from .rundir import RunDir, default_run_dir
+        from .runner import Target, run_in_session
+        from .session import Session
+
+        target = Target(script=args.script, module=args.module, args=list(args.script_args))
+        target.check()
+        config = _load_config(args.config, Path(args.script).parent if args.script else Path.cwd())
+        start, steps = (None, None) if args.profile_steps is None else (args.profile_steps[0], args.profile_steps[1] - args.profile_steps[0] + 1)
+        options = RunOptions(
+            max_steps=args.max_steps,
+            profile=not args.no_profile,
+            profile_start=start,
+            profile_steps=steps,
+            profile_stack=args.profile_stack,
+            host_interval_s=args.host_interval,
+            run_name=Path(target.display_name).stem or "run",
+        )
+        rundir = RunDir(args.out or default_run_dir(target.display_name))
+        session = Session(rundir=rundir, target=target.describe(), options=options)
+        outcome = run_in_session(target, session)
+        finish_run(rundir, config, outcome, quiet=args.quiet)
+        return outcome.exit_code
+
+
+class ReportCommand(Command):
+    name = "report"
+    help = "analyse a run directory or torch.profiler traces again and write report.json and report.html"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a run directory, a trace file, or a directory of traces")
+        parser.add_argument("--out", type=Path, help="where to write the reports (default: beside the input)")
+        parser.add_argument("--config", type=Path, help="pyproject.toml with [tool.perfdoctor] (default: nearest one)")
+        parser.add_argument("-q", "--quiet", action="store_true", help="no console summary")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from .finish import report_paths
+
+        config = _load_config(args.config, Path.cwd())
+        report_paths(args.paths, args.out, config, quiet=args.quiet)
+        return 0
+
+
+def _load_config(path: Path | None, start: Path):
+    from .config import load_config
+
+    if path is not None and not path.is_file():
+        raise PerfdoctorError(f"config file not found: {path}")
+    return load_config(start=start, path=path)
+
+
+COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand())
+
+
+def split_run_argv(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
+    """perfdoctor's own options, and everything from SCRIPT (or -m MODULE) on, untouched.
+
+    argparse would eat a `--` or an option meant for the script; so cut the command line at the
+    first word that is not one of our options, before argparse sees it.
+    """
+    takes_value = {
+        option
+        for action in parser._actions
+        if action.option_strings and action.nargs != 0
+        for option in action.option_strings
+    }
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "-m":
+            return argv[: i + 2], argv[i + 2 :]
+        if word.startswith("-m") and not word.startswith("--"):  # -mpkg.train
+            return [*argv[:i], "-m", word[2:]], argv[i + 1 :]
+        if word == "--" or not word.startswith("-") or word == "-":
+            if word == "--":
+                i += 1
+            return argv[: i + 1], argv[i + 1 :]
+        if word in takes_value:
+            i += 2
+        else:
+            i += 1
+    return argv, []
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="perfdoctor",
+        description="Find out why PyTorch training is slow, and what to change.",
+    )
+    parser.add_argument("--version", action="version", version=f"perfdoctor {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of perfdoctor's own errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    by_name = {}
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.prepare_parser(sub)
+        sub.set_defaults(command_object=command)
+        by_name[command.name] = sub
+    return parser, by_name
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser, subparsers = build_parser()
+    # Global options come before the subcommand; the run subcommand splits its own line.
+    index = next((i for i, word in enumerate(argv) if word in subparsers), None)
+    if index is None or argv[index] != "run":
+        return parser.parse_args(argv)
+    head, rest = argv[: index + 1], argv[index + 1 :]
+    own, script_argv = split_run_argv(rest, subparsers["run"])
+    args = parser.parse_args(head + own)
+    args.script_args = script_argv
+    if not args.module and not args.script:
+        subparsers["run"].error("a SCRIPT or -m MODULE is required")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
+    try:
+        args = parse(argv)
+        return args.command_object.run(args)
+    except PerfdoctorError as error:
+        if verbose:
+            raise
+        print(f"perfdoctor: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("perfdoctor: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as stop:  # argparse's own usage errors exit 2, as documented
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The DataLoader probe: each loader's arguments, the main process's wait for every batch, and
+each epoch's first-batch latency (worker start-up included).
+
+It wraps three methods of torch's DataLoader classes for the whole process: `__init__` (to read
+the arguments), `__iter__` (an epoch starts) and the iterator's `__next__` (a batch is waited
+for). No change to the user's code; inside the step it costs two clock reads per batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any
+
+from .base import Collector, CollectorContext
+
+
+@dataclass
+class EpochRecord:
+    iter_start_ns: int
+    iter_ns: int = 0  # time inside DataLoader.__iter__ (starting workers, when not persistent)
+    first_batch_ns: int | None = None  # from the __iter__ call to the first batch in hand
+    batches: int = 0
+    wait_ns: int = 0
+    end_ns: int = 0  # the final next() that raised StopIteration (worker shutdown included)
+
+    def to_json(self, origin_ns: int) -> dict[str, Any]:
+        return {
+            "start_ns": self.iter_start_ns - origin_ns,
+            "iter_ns": self.iter_ns,
+            "first_batch_ns": self.first_batch_ns,
+            "batches": self.batches,
+            "wait_ns": self.wait_ns,
+            "end_ns": self.end_ns,
+        }
+
+
+@dataclass
+class LoaderRecord:
+    loader_id: int
+    args: dict[str, Any]
+    dataset: dict[str, Any]
+    epochs: list[EpochRecord] = field(default_factory=list)
+    batch_wait_ns: array = field(default_factory=lambda: array("q"))
+
+
+def describe_loader(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The arguments that matter for speed, as the loader holds them after __init__."""
+    context = getattr(loader, "multiprocessing_context", None)
+    args = {
+        "num_workers": loader.num_workers,
+        "batch_size": loader.batch_size,
+        "pin_memory": bool(loader.pin_memory),
+        "persistent_workers": bool(getattr(loader, "persistent_workers", False)),
+        "prefetch_factor": getattr(loader, "prefetch_factor", None),
+        "drop_last": bool(loader.drop_last),
+        "timeout": loader.timeout,
+        "multiprocessing_context": None if context is None else getattr(context, "_name", type(context).__name__),
+        "sampler": type(loader.sampler).__name__ if getattr(loader, "sampler", None) is not None else None,
+        "batch_sampler": type(loader.batch_sampler).__name__ if loader.batch_sampler is not None else None,
+        "collate_fn": getattr(loader.collate_fn, "__qualname__", type(loader.collate_fn).__name__),
+        "worker_init_fn": loader.worker_init_fn is not None,
+        "in_order": getattr(loader, "in_order", None),
+    }
+    dataset = loader.dataset
+    try:
+        length = len(dataset)
+    except Exception:  # an IterableDataset, or a __len__ that fails: length unknown
+        length = None
+    return args, {"type": type(dataset).__qualname__, "length": length}
+
+
+class DataLoaderProbe(Collector):
+    name = "dataloader"
+
+    def __init__(self) -> None:
+        self._loaders: list[LoaderRecord] = []
+        self._patched: list[tuple[Any, str, Any]] = []
+        self._ctx: CollectorContext | None = None
+        self._lock = threading.Lock()
+
+    def start(self, ctx: CollectorContext) -> None:
+        from torch.utils.data import dataloader as dl
+
+        self._ctx = ctx
+        self._wrap(dl.DataLoader, "__init__", self._wrap_init)
+        self._wrap(dl.DataLoader, "__iter__", self._wrap_iter)
+        self._wrap(dl._BaseDataLoaderIter, "__next__", self._wrap_next)
+
+    def stop(self) -> None:
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched = []
+
+    def _wrap(self, owner: Any, name: str, wrapper: Any) -> None:
+        original = owner.__dict__[name]
+        wrapped = wrapper(original)
+        wrapped.__wrapped__ = original
+        wrapped.__name__ = name
+        wrapped.__doc__ = getattr(original, "__doc__", None)
+        setattr(owner, name, wrapped)
+        self._patched.append((owner, name, original))
+
+    def _record_for(self, loader: Any) -> LoaderRecord:
+        record = getattr(loader, "_perfdoctor_record", None)
+        if record is None:  # created before perfdoctor started, or __init__ overridden
+            record = self._register(loader)
+        return record
+
+    def _register(self, loader: Any) -> LoaderRecord:
+        args, dataset = describe_loader(loader)
+        with self._lock:
+            record = LoaderRecord(loader_id=len(self._loaders), args=args, dataset=dataset)
+            self._loaders.append(record)
+        object.__setattr__(loader, "_perfdoctor_record", record)
+        return record
+
+    def _wrap_init(self, original: Any) -> Any:
+        probe = self
+
+        def __init__(loader: Any, *args: Any, **kwargs: Any) -> None:
+            original(loader, *args, **kwargs)
+            try:
+                probe._register(loader)
+            except Exception:  # never break the user's DataLoader over a description
+                pass
+
+        return __init__
+
+    def _wrap_iter(self, original: Any) -> Any:
+        probe = self
+
+        def __iter__(loader: Any) -> Any:
+            t0 = perf_counter_ns()
+            iterator = original(loader)
+            record = probe._record_for(loader)
+            epoch = EpochRecord(iter_start_ns=t0, iter_ns=perf_counter_ns() - t0)
+            record.epochs.append(epoch)
+            try:
+                object.__setattr__(iterator, "_perfdoctor_epoch", (record, epoch))
+            except Exception:  # a custom iterator that refuses attributes: its batches go unseen
+                return iterator
+            assert probe._ctx is not None
+            probe._ctx.clock.epoch_started(record.loader_id, t0)
+            return iterator
+
+        return __iter__
+
+    def _wrap_next(self, original: Any) -> Any:
+        probe = self
+
+        def __next__(iterator: Any) -> Any:
+            tagged = getattr(iterator, "_perfdoctor_epoch", None)
+            if tagged is None:
+                return original(iterator)
+            record, epoch = tagged
+            clock = probe._ctx.clock  # type: ignore[union-attr]
+            t0 = perf_counter_ns()
+            clock.before_batch(t0)
+            delivered = False
+            try:
+                batch = original(iterator)
+                delivered = True
+                return batch
+            finally:
+                t1 = perf_counter_ns()
+                wait = t1 - t0
+                if delivered:
+                    epoch.batches += 1
+                    epoch.wait_ns += wait
+                    record.batch_wait_ns.append(wait)
+                    if epoch.first_batch_ns is None:
+                        epoch.first_batch_ns = t1 - epoch.iter_start_ns
+                else:
+                    epoch.end_ns += wait
+                clock.after_batch(record.loader_id, t0, wait, delivered)
+
+        return __next__
+
+    def payload(self) -> dict[str, Any]:
+        origin = self._ctx.clock.origin_ns if self._ctx else 0
+        return {
+            "loaders": [
+                {
+                    "id": record.loader_id,
+                    "args": record.args,
+                    "dataset": record.dataset,
+                    "epochs": [epoch.to_json(origin) for epoch in record.epochs],
+                    "batch_wait_ns": record.batch_wait_ns.tolist(),
+                }
+                for record in self._loaders
+            ]
+        }

@@ -1,0 +1,183 @@
+"""torch.profiler over a window of steps, with its traces where TensorBoard finds them.
+
+The window is aligned to the step clock: one warm-up step (recorded, then discarded, as
+torch.profiler does), then `steps` active steps. Traces go to `RUN/tb/<run-name>/`, named
+`<worker>.<time>.pt.trace.json.gz` as the PyTorch TensorBoard plugin expects.
+
+If the user's script starts a profiler of its own (torch.profiler or the legacy
+torch.autograd.profiler), ours steps aside for good (two profilers cannot run at once) and the
+report says at which step.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Collector, CollectorContext
+
+DEFAULT_START = 6
+DEFAULT_STEPS = 5
+LONG_JOB_STEPS = 16  # --max-steps at or above this keeps the default window
+
+
+@dataclass(frozen=True)
+class ProfileWindow:
+    start: int  # first active step
+    steps: int  # active steps
+
+    @property
+    def warmup_step(self) -> int | None:
+        return self.start - 1 if self.start > 0 else None
+
+    @property
+    def end(self) -> int:  # one past the last active step
+        return self.start + self.steps
+
+
+def choose_window(max_steps: int | None, start: int | None = None, steps: int | None = None) -> ProfileWindow:
+    """Skip warm-up steps; on a short job (--max-steps), fit the window inside it."""
+    if max_steps is None or max_steps >= LONG_JOB_STEPS:
+        default_steps, default_start = DEFAULT_STEPS, DEFAULT_START
+    else:
+        default_steps = max(1, min(DEFAULT_STEPS, max_steps // 3))
+        default_start = max(1, (max_steps - default_steps) // 2) if max_steps > 1 else 0
+    return ProfileWindow(start=default_start if start is None else start, steps=default_steps if steps is None else steps)
+
+
+class ProfilerCollector(Collector):
+    name = "profiler"
+
+    def __init__(self) -> None:
+        self._profiler: Any = None
+        self._window: ProfileWindow | None = None
+        self._done = False
+        self._traces: list[str] = []
+        self._export_s = 0.0
+        self._profiled_steps: list[int] = []
+        self._stood_aside: dict[str, Any] | None = None
+        self._patched: list[tuple[Any, str, Any]] = []
+        self._ctx: CollectorContext | None = None
+        self._last_step = -1
+
+    def start(self, ctx: CollectorContext) -> None:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        self._ctx = ctx
+        options = ctx.options
+        self._window = choose_window(options.max_steps, options.profile_start, options.profile_steps)
+        activities = [ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(ProfilerActivity.CUDA)
+        self._profiler = profile(
+            activities=activities,
+            schedule=self._schedule,
+            on_trace_ready=self._export,
+            record_shapes=True,
+            with_flops=True,
+            with_stack=options.profile_stack,
+        )
+        self._watch_for_user_profilers()
+        self._profiler.start()
+        ctx.clock.add_listener(self._on_step_end)
+
+    def _schedule(self, step: int) -> Any:
+        from torch.profiler import ProfilerAction
+
+        window = self._window
+        assert window is not None
+        if step < window.start - 1 or step >= window.end:
+            return ProfilerAction.NONE
+        if step < window.start:
+            return ProfilerAction.WARMUP
+        if step == window.end - 1:
+            return ProfilerAction.RECORD_AND_SAVE
+        return ProfilerAction.RECORD
+
+    def _on_step_end(self, index: int) -> None:
+        if self._done or self._profiler is None:
+            return
+        window = self._window
+        assert window is not None
+        if window.start <= index < window.end or index == window.warmup_step:
+            self._profiled_steps.append(index)
+        # Keep torch's step counter on ours (they differ when batch-steps were folded).
+        self._profiler.step_num = index
+        self._profiler.step()
+        if index + 1 >= window.end:
+            self._finish()
+
+    def _export(self, prof: Any) -> None:
+        assert self._ctx is not None
+        t0 = time.perf_counter_ns()
+        ctx = self._ctx
+        folder = ctx.rundir.tb / ctx.options.run_name
+        folder.mkdir(parents=True, exist_ok=True)
+        worker = f"rank{ctx.rank}" if ctx.rank is not None else f"{socket.gethostname()}_{os.getpid()}"
+        path = folder / f"{worker}.{time.time_ns() // 1_000_000}.pt.trace.json.gz"
+        prof.export_chrome_trace(str(path))
+        self._traces.append(str(path.relative_to(ctx.rundir.root)))
+        elapsed = time.perf_counter_ns() - t0
+        self._export_s += elapsed / 1e9
+        ctx.clock.add_overhead(elapsed)
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._profiler is not None:
+            profiler, self._profiler = self._profiler, None
+            profiler.stop()  # records what a partial window holds, via _export
+        self._unwatch()
+
+    def stop(self) -> None:
+        if not self._done:
+            self._finish()
+
+    # -- the user's own profiler --------------------------------------------------------------
+
+    def _watch_for_user_profilers(self) -> None:
+        import torch.autograd.profiler as legacy
+        import torch.profiler
+
+        collector = self
+
+        def guard(original: Any) -> Any:
+            def start_or_enter(prof: Any, *args: Any, **kwargs: Any) -> Any:
+                if prof is not collector._profiler and not collector._done:
+                    collector._step_aside()
+                return original(prof, *args, **kwargs)
+
+            start_or_enter.__wrapped__ = original  # type: ignore[attr-defined]
+            return start_or_enter
+
+        for owner, name in ((torch.profiler.profile, "start"), (legacy.profile, "__enter__")):
+            original = owner.__dict__[name]
+            setattr(owner, name, guard(original))
+            self._patched.append((owner, name, original))
+
+    def _unwatch(self) -> None:
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched = []
+
+    def _step_aside(self) -> None:
+        assert self._ctx is not None
+        self._stood_aside = {
+            "at_step": len(self._ctx.clock.steps),
+            "reason": "the script started a profiler of its own; perfdoctor's stepped aside",
+        }
+        self._finish()
+
+    def payload(self) -> dict[str, Any]:
+        window = self._window
+        return {
+            "enabled": True,
+            "window": None if window is None else {"start": window.start, "steps": window.steps},
+            "profiled_steps": self._profiled_steps,
+            "traces": self._traces,
+            "export_s": round(self._export_s, 6),
+            "stood_aside": self._stood_aside,
+        }

@@ -1,0 +1,137 @@
+"""The settings snapshot: versions, cores, threads and the backend flags that decide speed.
+
+Taken when the first step ends (the script has set itself up by then) or, if no step ever
+ends, when the run stops. Environment variables are read from an allow-list only: a report
+must never carry secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from .base import Collector, CollectorContext
+
+ENV_ALLOW_LIST = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "KMP_AFFINITY", "KMP_BLOCKTIME",
+    "CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING", "CUDA_DEVICE_MAX_CONNECTIONS",
+    "PYTORCH_CUDA_ALLOC_CONF", "TORCH_CUDNN_V8_API_ENABLED", "NCCL_ALGO", "NCCL_PROTO",
+    "NCCL_IB_DISABLE", "NCCL_P2P_DISABLE", "NCCL_SOCKET_IFNAME", "NCCL_DEBUG",
+    "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
+    "TORCHELASTIC_RESTART_COUNT", "TORCH_DISTRIBUTED_DEBUG",
+)
+
+
+def snapshot_settings() -> dict[str, Any]:
+    import psutil
+    import torch
+
+    from .. import __version__
+
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    settings: dict[str, Any] = {
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "perfdoctor": __version__,
+            "cuda": torch.version.cuda,
+            "cudnn": _cudnn_version(torch),
+            "platform": platform.platform(terse=True),
+        },
+        "cpu": {
+            "logical_cores": os.cpu_count(),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "affinity": affinity,
+            "usable_cores": len(affinity) if affinity else os.cpu_count(),
+            "machine": platform.machine(),
+        },
+        "threads": {
+            "intra_op": torch.get_num_threads(),
+            "inter_op": torch.get_num_interop_threads(),
+            "parallel_backend": _parallel_backend(torch),
+        },
+        "memory": {"total_bytes": psutil.virtual_memory().total},
+        "autograd": {
+            "anomaly_detection": torch.is_anomaly_enabled(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        },
+        "backends": {
+            "cudnn_enabled": torch.backends.cudnn.enabled,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "mkldnn_enabled": torch.backends.mkldnn.enabled,
+        },
+        "cuda": _cuda(torch),
+        "env": {name: os.environ[name] for name in ENV_ALLOW_LIST if name in os.environ},
+    }
+    return settings
+
+
+def _cudnn_version(torch: Any) -> int | None:
+    try:
+        return torch.backends.cudnn.version()
+    except Exception:
+        return None
+
+
+def _parallel_backend(torch: Any) -> str | None:
+    for line in torch.__config__.parallel_info().splitlines():
+        if line.startswith("ATen parallel backend:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def _cuda(torch: Any) -> dict[str, Any]:
+    available = torch.cuda.is_available()
+    info: dict[str, Any] = {"available": available, "initialized": torch.cuda.is_initialized()}
+    # Asking for device properties would initialise CUDA in a CPU-only job: only once it is in use.
+    if available and info["initialized"]:
+        info["devices"] = [
+            {
+                "index": index,
+                "name": torch.cuda.get_device_name(index),
+                "capability": list(torch.cuda.get_device_capability(index)),
+                "total_memory_bytes": torch.cuda.get_device_properties(index).total_memory,
+            }
+            for index in range(torch.cuda.device_count())
+        ]
+        info["current_device"] = torch.cuda.current_device()
+    return info
+
+
+class SettingsSnapshot(Collector):
+    name = "settings"
+
+    def __init__(self) -> None:
+        self._settings: dict[str, Any] | None = None
+        self._when = "never"
+        self._ctx: CollectorContext | None = None
+
+    def start(self, ctx: CollectorContext) -> None:
+        self._ctx = ctx
+        ctx.clock.add_listener(self._on_step_end)
+
+    def _on_step_end(self, index: int) -> None:
+        if self._settings is None:
+            t0 = self._ctx.clock.now()  # type: ignore[union-attr]
+            self._take(f"end of step {index}")
+            self._ctx.clock.add_overhead(self._ctx.clock.now() - t0)  # type: ignore[union-attr]
+
+    def _take(self, when: str) -> None:
+        self._settings = snapshot_settings()
+        self._when = when
+
+    def stop(self) -> None:
+        if self._settings is None:
+            self._take("end of run")
+
+    def payload(self) -> dict[str, Any]:
+        return {"taken_at": self._when, **(self._settings or {})}

@@ -1,0 +1,87 @@
+"""From measurements to reports: analysis, rules, and every renderer, for `run` and `report`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .analysis.rundata import RunData
+from .config import Config
+from .errors import PerfdoctorError
+from .rules.base import Finding
+from .rundir import RunDir
+from .session import Outcome
+
+
+def analyse(data: RunData, config: Config) -> list[Finding]:
+    from .rules.registry import evaluate
+
+    return evaluate(data, config)
+
+
+def write_reports(data: RunData, findings: list[Finding], out: Path) -> dict[str, Any]:
+    from .report.html import write_report_html
+    from .report.json_report import build_report, write_report_json
+
+    report = build_report(data, findings)
+    out.mkdir(parents=True, exist_ok=True)
+    write_report_json(report, out / "report.json")
+    write_report_html(report, out / "report.html")
+    return report
+
+
+def finish_run(rundir: RunDir, config: Config, outcome: Outcome, quiet: bool = False) -> dict[str, Any] | None:
+    """After `run`: analyse the raw files, write every report. A failure here is one line."""
+    from .analysis.load import load_run
+    from .report.console import print_summary
+
+    try:
+        data = load_run(rundir.root)
+        findings = analyse(data, config)
+        report = write_reports(data, findings, rundir.root)
+    except PerfdoctorError as error:
+        print(f"perfdoctor: could not write the report: {error}", file=sys.stderr)
+        return None
+    try:
+        from .report.tensorboard import write_scalars
+
+        write_scalars(data, rundir.tb / (data.run.script and Path(data.run.script).stem or data.run.module or "run"))
+    except Exception as error:  # TensorBoard scalars are a bonus; the reports are already written
+        print(f"perfdoctor: TensorBoard scalars not written: {error}", file=sys.stderr)
+    if not quiet:
+        print_summary(report, rundir.root, sys.stderr)
+    return report
+
+
+def report_paths(paths: list[Path], out: Path | None, config: Config, quiet: bool = False) -> dict[str, Any]:
+    """`perfdoctor report`: a run directory, or foreign traces (files or directories of them)."""
+    from .analysis.load import load_run
+    from .report.console import print_summary
+
+    for path in paths:
+        if not path.exists():
+            raise PerfdoctorError(f"no such file or directory: {path}")
+    if len(paths) == 1 and RunDir(paths[0]).is_run():
+        data = load_run(paths[0])
+        target = out or paths[0]
+    else:
+        from .analysis.foreign import load_traces
+
+        data = load_traces(paths)
+        target = out or default_report_dir(paths[0])
+    findings = analyse(data, config)
+    report = write_reports(data, findings, target)
+    if not quiet:
+        print_summary(report, target, sys.stderr, tensorboard=False)
+    return report
+
+
+def default_report_dir(path: Path) -> Path:
+    """Beside the input, never over it: `x.pt.trace.json.gz` -> `x.perfdoctor/`."""
+    if path.is_dir():
+        return path / "perfdoctor-report"
+    name = path.name
+    for suffix in (".gz", ".json", ".trace", ".pt"):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return path.parent / f"{name or 'trace'}.perfdoctor"

@@ -1,0 +1,133 @@
+"""What a rule is and what it returns.
+
+A rule looks at one RunData and returns a Finding when, and only when, this run's measurements
+show the problem. Its thresholds are a dataclass of named, documented defaults that a user can
+override from `[tool.perfdoctor.rules.<rule-id>]` in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..analysis.rundata import RunData
+
+SEVERITIES = ("critical", "warning", "info")
+CRITICAL_SAVING = 0.30  # an estimated saving at or above this is critical
+WARNING_SAVING = 0.10  # ... at or above this a warning; below, info
+DOCS_BASE = "https://github.com/perfdoctor/perfdoctor/blob/main/docs/findings.md"
+
+
+def severity_for(saving: float) -> str:
+    if saving >= CRITICAL_SAVING:
+        return "critical"
+    if saving >= WARNING_SAVING:
+        return "warning"
+    return "info"
+
+
+@dataclass
+class Finding:
+    id: str
+    severity: str
+    title: str
+    evidence: dict[str, Any]
+    estimated_saving: float
+    advice: str
+    fix: str
+    docs: str
+    area: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "title": self.title,
+            "evidence": self.evidence,
+            "estimated_saving": round(self.estimated_saving, 4),
+            "advice": self.advice,
+            "fix": self.fix,
+            "docs": self.docs,
+            "area": self.area,
+        }
+
+
+@dataclass(frozen=True)
+class NoThresholds:
+    pass
+
+
+class Rule:
+    """Subclass, set the class attributes, and implement `check`."""
+
+    id: ClassVar[str]
+    area: ClassVar[str]
+    Thresholds: ClassVar[type] = NoThresholds
+
+    def check(self, data: RunData, limits: Any) -> Finding | None:
+        raise NotImplementedError
+
+    def finding(
+        self,
+        *,
+        title: str,
+        evidence: dict[str, Any],
+        saving: float,
+        advice: str,
+        fix: str,
+        severity: str | None = None,
+    ) -> Finding:
+        saving = min(1.0, max(0.0, saving))
+        return Finding(
+            id=self.id,
+            severity=severity or severity_for(saving),
+            title=title,
+            evidence=evidence,
+            estimated_saving=saving,
+            advice=advice,
+            fix=fix,
+            docs=f"{DOCS_BASE}#{self.id}",
+            area=self.area,
+        )
+
+
+def thresholds_with(rule: Rule, overrides: dict[str, Any]) -> Any:
+    """The rule's default thresholds with the user's overrides; unknown names are an error."""
+    defaults = rule.Thresholds()
+    if not overrides:
+        return defaults
+    known = {f.name: f for f in dataclasses.fields(defaults)}
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        from ..errors import PerfdoctorError
+
+        raise PerfdoctorError(
+            f"unknown threshold(s) for rule {rule.id}: {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    converted = {name: _coerce(rule.id, name, getattr(defaults, name), value) for name, value in overrides.items()}
+    return dataclasses.replace(defaults, **converted)
+
+
+def _coerce(rule_id: str, name: str, default: Any, value: Any) -> Any:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok, value = number, float(value) if number else value
+    elif isinstance(default, int):
+        ok = number and float(value).is_integer()
+        value = int(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        from ..errors import PerfdoctorError
+
+        raise PerfdoctorError(f"threshold {rule_id}.{name} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def evidence_round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+

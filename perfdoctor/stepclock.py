@@ -1,0 +1,325 @@
+"""The step clock: cuts a training run into steps and times each step's phases.
+
+A step ends when the primary optimizer's `step()` returns (the first optimizer seen to step:
+in a GAN loop the second optimizer's step belongs to the same iteration). Until an optimizer
+steps, each DataLoader batch is a step: it runs from one `next()` call to the next. When the
+first optimizer step arrives, the batch-steps seen so far are folded into one warm-up step.
+
+Phases, measured on the training thread only (DataParallel replicas run forward in threads):
+- dataloader: time inside DataLoader `next()` (reported by the DataLoader probe);
+- forward: time inside top-level `nn.Module` calls (global forward pre/post hooks, depth-counted),
+  except a forward that runs inside backward (activation checkpointing recomputes);
+- backward: time inside `torch.autograd.backward` / `torch.autograd.grad`;
+- optimizer: `Optimizer.step()`, `Optimizer.zero_grad()` and `Module.zero_grad()`;
+- other: the rest of the step. Two parts of it are timed on their own: the gap between a batch
+  arriving and the forward starting (`before_forward`: per-sample work done in the loop) and the
+  gap between forward and backward (`loss`: the loss computed outside the model).
+`overhead` is perfdoctor's own time inside a step (trace export); analysis subtracts it.
+
+Everything here runs inside the user's training step: keep it to a clock read and a few
+integer additions per event.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any, Callable
+
+MODE_OPTIMIZER = "optimizer"
+MODE_BATCH = "batch"
+
+
+class StopRun(BaseException):
+    """Raised into the user's script to end it cleanly at --max-steps.
+
+    A BaseException, like KeyboardInterrupt, so that `except Exception:` in the script does not
+    swallow it.
+    """
+
+
+@dataclass
+class StepColumns:
+    """Per-step columns, in ns relative to the clock's origin (compact: 8 bytes per value)."""
+
+    start_ns: array = field(default_factory=lambda: array("q"))
+    end_ns: array = field(default_factory=lambda: array("q"))
+    dataloader_ns: array = field(default_factory=lambda: array("q"))
+    forward_ns: array = field(default_factory=lambda: array("q"))
+    backward_ns: array = field(default_factory=lambda: array("q"))
+    optimizer_ns: array = field(default_factory=lambda: array("q"))
+    overhead_ns: array = field(default_factory=lambda: array("q"))
+    before_forward_ns: array = field(default_factory=lambda: array("q"))
+    loss_ns: array = field(default_factory=lambda: array("q"))
+    batches: array = field(default_factory=lambda: array("q"))
+
+    def names(self) -> list[str]:
+        return list(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.end_ns)
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {name: getattr(self, name).tolist() for name in self.names()}
+
+
+class StepClock:
+    def __init__(self, max_steps: int | None = None) -> None:
+        self.origin_ns = perf_counter_ns()
+        self.max_steps = max_steps
+        self.mode: str | None = None
+        self.steps = StepColumns()
+        self._listeners: list[Callable[[int], None]] = []
+        self._thread = threading.get_ident()
+        self._primary_optimizer: int | None = None
+        self._hook_handles: list[Any] = []
+        self._patched: list[tuple[Any, str, Any]] = []
+        self._reset_step(None)
+        self._forward_depth = 0
+        self._forward_t0 = 0
+        self._backward_depth = 0
+        self._backward_t0 = 0
+        self._optimizer_t0 = 0
+        self._pending_epoch_start: dict[int, int] = {}
+        self._last_phase = ""
+        self._last_phase_end = 0
+        self.stop_requested = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def add_listener(self, on_step_end: Callable[[int], None]) -> None:
+        """Called with the index of each step that just ended (hot path: keep it cheap)."""
+        self._listeners.append(on_step_end)
+
+    def install(self) -> None:
+        import torch
+        from torch.nn.modules import module as nn_module
+        from torch.optim import optimizer as optim_module
+
+        self._hook_handles = [
+            optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
+            optim_module.register_optimizer_step_post_hook(self._optimizer_post),
+            nn_module.register_module_forward_pre_hook(self._forward_pre),
+            nn_module.register_module_forward_hook(self._forward_post, always_call=True),
+        ]
+        self._patch(torch.autograd, "backward", self._timed_backward)
+        self._patch(torch.autograd, "grad", self._timed_backward)
+        self._patch(torch.optim.Optimizer, "zero_grad", self._timed_zero_grad)
+        self._patch(torch.nn.Module, "zero_grad", self._timed_zero_grad)
+
+    def uninstall(self) -> None:
+        for handle in self._hook_handles:
+            handle.remove()
+        self._hook_handles = []
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched = []
+
+    def finish(self) -> None:
+        """Close the step in progress when the run ends (batch mode: the last batch's work)."""
+        if self.mode == MODE_BATCH and self._step_open and self._batches:
+            self._end_step(perf_counter_ns())
+
+    def now(self) -> int:
+        return perf_counter_ns() - self.origin_ns
+
+    # -- reports from the DataLoader probe ---------------------------------------------------
+
+    def epoch_started(self, loader_id: int, t_ns: int) -> None:
+        self._pending_epoch_start[loader_id] = t_ns
+
+    def before_batch(self, t_ns: int) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        self._last_phase = ""
+        if self.mode == MODE_OPTIMIZER:
+            self._open_step(t_ns)
+            return
+        if self._step_open and self._batches:
+            self._end_step(t_ns)
+        if self.stop_requested:
+            raise StopRun()
+        self._open_step(t_ns)
+        self.mode = self.mode or MODE_BATCH
+
+    def after_batch(self, loader_id: int, t_start_ns: int, wait_ns: int, delivered: bool) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        self._dataloader_ns += wait_ns
+        if not delivered:  # StopIteration: the epoch ended; in batch mode no step is open now
+            if self.mode == MODE_BATCH:
+                self._step_open = False
+                self._batches = 0
+            return
+        epoch_start = self._pending_epoch_start.pop(loader_id, None)
+        if self.mode == MODE_OPTIMIZER and self._batches == 0 and epoch_start is not None:
+            # An epoch began since the last step: the step starts at the new iterator, so that
+            # time between epochs (validation, checkpoints) is not charged to it.
+            self._step_start = max(self._step_start, epoch_start)
+        self._batches += 1
+        self._phase_ends("batch", t_start_ns + wait_ns)
+
+    def add_overhead(self, ns: int) -> None:
+        self._overhead_ns += ns
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if threading.get_ident() == self._thread:
+            self._optimizer_t0 = perf_counter_ns()
+            self._open_step(self._optimizer_t0)
+            self._phase_starts("optimizer", self._optimizer_t0)
+
+    def _optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        now = perf_counter_ns()
+        if self._optimizer_t0:
+            self._optimizer_ns += now - self._optimizer_t0
+            self._optimizer_t0 = 0
+        self._phase_ends("optimizer", now)
+        if self._primary_optimizer is None:
+            self._primary_optimizer = id(optimizer)
+            self._fold_batch_steps()
+            self.mode = MODE_OPTIMIZER
+        if id(optimizer) == self._primary_optimizer:
+            self._end_step(now)
+            if self.stop_requested:
+                raise StopRun()
+
+    def _forward_pre(self, module: Any, args: Any) -> None:
+        if self._forward_depth == 0:
+            if self._backward_depth or threading.get_ident() != self._thread:
+                return
+            self._forward_t0 = perf_counter_ns()
+            self._open_step(self._forward_t0)
+            self._phase_starts("forward", self._forward_t0)
+        self._forward_depth += 1
+
+    def _forward_post(self, module: Any, args: Any, output: Any) -> None:
+        if self._forward_depth == 0:
+            return
+        self._forward_depth -= 1
+        if self._forward_depth == 0:
+            now = perf_counter_ns()
+            self._forward_ns += now - self._forward_t0
+            self._phase_ends("forward", now)
+
+    def _timed_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        clock = self
+
+        def backward(*args: Any, **kwargs: Any) -> Any:
+            if clock._backward_depth or threading.get_ident() != clock._thread:
+                return original(*args, **kwargs)
+            clock._backward_depth = 1
+            t0 = perf_counter_ns()
+            clock._phase_starts("backward", t0)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                t1 = perf_counter_ns()
+                clock._backward_ns += t1 - t0
+                clock._backward_depth = 0
+                clock._phase_ends("backward", t1)
+
+        return backward
+
+    def _timed_zero_grad(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        clock = self
+
+        def zero_grad(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != clock._thread:
+                return original(*args, **kwargs)
+            t0 = perf_counter_ns()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                elapsed = perf_counter_ns() - t0
+                clock._optimizer_ns += elapsed
+                clock._last_phase_end += elapsed  # transparent to the gap it sits in
+
+        return zero_grad
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _phase_starts(self, phase: str, t_ns: int) -> None:
+        """Charge the gap since the previous phase to the part of `other` it belongs to."""
+        previous = self._last_phase
+        if previous == "batch" and phase == "forward":
+            self._before_forward_ns += t_ns - self._last_phase_end
+        elif previous == "forward" and phase == "backward":
+            self._loss_ns += t_ns - self._last_phase_end
+        self._last_phase = ""
+
+    def _phase_ends(self, phase: str, t_ns: int) -> None:
+        self._last_phase = phase
+        self._last_phase_end = t_ns
+
+    def _patch(self, owner: Any, name: str, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+        original = getattr(owner, name)
+        wrapped = wrap(original)
+        wrapped.__wrapped__ = original  # type: ignore[attr-defined]
+        wrapped.__name__ = getattr(original, "__name__", name)
+        wrapped.__doc__ = getattr(original, "__doc__", None)
+        setattr(owner, name, wrapped)
+        self._patched.append((owner, name, original))
+
+    def _reset_step(self, start: int | None) -> None:
+        self._step_open = start is not None
+        self._step_start = start or 0
+        self._dataloader_ns = 0
+        self._forward_ns = 0
+        self._backward_ns = 0
+        self._optimizer_ns = 0
+        self._overhead_ns = 0
+        self._before_forward_ns = 0
+        self._loss_ns = 0
+        self._batches = 0
+
+    def _open_step(self, t_ns: int) -> None:
+        if not self._step_open:
+            self._step_open = True
+            self._step_start = t_ns
+
+    def _end_step(self, t_ns: int) -> None:
+        steps = self.steps
+        steps.start_ns.append(self._step_start - self.origin_ns)
+        steps.end_ns.append(t_ns - self.origin_ns)
+        steps.dataloader_ns.append(self._dataloader_ns)
+        steps.forward_ns.append(self._forward_ns)
+        steps.backward_ns.append(self._backward_ns)
+        steps.optimizer_ns.append(self._optimizer_ns)
+        steps.overhead_ns.append(self._overhead_ns)
+        steps.before_forward_ns.append(self._before_forward_ns)
+        steps.loss_ns.append(self._loss_ns)
+        steps.batches.append(self._batches)
+        index = len(steps.end_ns) - 1
+        # The next step starts where this one ended (optimizer mode: steps are contiguous).
+        self._reset_step(t_ns if self.mode == MODE_OPTIMIZER or self._primary_optimizer else None)
+        self._forward_depth = 0
+        for listener in self._listeners:
+            listener(index)
+        if self.max_steps is not None and index + 1 >= self.max_steps:
+            self.stop_requested = True
+
+    def _fold_batch_steps(self) -> None:
+        """The first optimizer step: batch-steps so far were micro-steps of one warm-up step."""
+        steps = self.steps
+        if self.mode != MODE_BATCH or not len(steps):
+            return
+        self._step_start = steps.start_ns[0] + self.origin_ns
+        for name, value in (
+            ("dataloader_ns", "_dataloader_ns"),
+            ("forward_ns", "_forward_ns"),
+            ("backward_ns", "_backward_ns"),
+            ("optimizer_ns", "_optimizer_ns"),
+            ("overhead_ns", "_overhead_ns"),
+            ("before_forward_ns", "_before_forward_ns"),
+            ("loss_ns", "_loss_ns"),
+            ("batches", "_batches"),
+        ):
+            setattr(self, value, getattr(self, value) + sum(getattr(steps, name)))
+        self.steps = StepColumns()
+        self.stop_requested = False
