@@ -27,7 +27,10 @@ def write_reports(data: RunData, findings: list[Finding], out: Path) -> dict[str
     report = build_report(data, findings)
     out.mkdir(parents=True, exist_ok=True)
     write_report_json(report, out / "report.json")
-    write_report_html(report, out / "report.html")
+    try:
+        write_report_html(report, out / "report.html")
+    except Exception as error:  # report.json holds everything; the page can be rendered again
+        print(f"perfdoctor: report.html not written ({type(error).__name__}: {error})", file=sys.stderr)
     return report
 
 
@@ -42,6 +45,13 @@ def finish_run(rundir: RunDir, config: Config, outcome: Outcome, quiet: bool = F
         report = write_reports(data, findings, rundir.root)
     except PerfdoctorError as error:
         print(f"perfdoctor: could not write the report: {error}", file=sys.stderr)
+        return None
+    except Exception as error:  # a bug of ours must not change the script's exit status
+        print(
+            f"perfdoctor: internal error while analysing ({type(error).__name__}: {error}); the measurements "
+            f"are kept in {rundir.raw}: `perfdoctor -v report {rundir.root}` shows the traceback",
+            file=sys.stderr,
+        )
         return None
     try:
         from .report.tensorboard import write_scalars

@@ -10,6 +10,7 @@ pool: hence the first linear layer's 2000 inputs (the seed had them inconsistent
 from __future__ import annotations
 
 import argparse
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -51,10 +52,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train(args: argparse.Namespace) -> float:
+def train(
+    loader: Iterable,
+    epochs: int,
+    max_steps: int | None = None,
+    lr: float = 1e-3,
+    model: nn.Module | None = None,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> float:
+    """The training loop every sample workload shares; `prepare` is work done on each batch in the loop."""
     torch.manual_seed(0)
-    model = ReferenceCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model = model or ReferenceCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    step, loss = 0, torch.tensor(0.0)
+    for epoch in range(epochs):
+        for images, labels in loader:
+            if prepare is not None:
+                images = prepare(images)
+            optimizer.zero_grad()
+            loss = F.nll_loss(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if max_steps is not None and step >= max_steps:
+                return loss.item()
+        print(f"epoch {epoch}: loss {loss.item():.4f}")
+    return loss.item()
+
+
+def main(argv: list[str] | None = None) -> float:
+    args = parse_args(argv)
     loader = DataLoader(
         synthetic_mnist(args.samples),
         batch_size=args.batch_size,
@@ -62,19 +89,8 @@ def train(args: argparse.Namespace) -> float:
         num_workers=args.num_workers,
         persistent_workers=args.num_workers > 0,
     )
-    step, loss = 0, torch.tensor(0.0)
-    for epoch in range(args.epochs):
-        for images, labels in loader:
-            optimizer.zero_grad()
-            loss = F.nll_loss(model(images), labels)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if args.steps is not None and step >= args.steps:
-                return loss.item()
-        print(f"epoch {epoch}: loss {loss.item():.4f}")
-    return loss.item()
+    return train(loader, args.epochs, args.steps, args.lr)
 
 
 if __name__ == "__main__":
-    train(parse_args())
+    main()

@@ -59,7 +59,7 @@ def _run_info(raw: dict[str, Any]) -> RunInfo:
 
 def environment_from_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The report's environment block: the settings that matter, nothing from outside the allow-list."""
-    keys = ("versions", "cpu", "threads", "memory", "backends", "autograd", "cuda", "env")
+    keys = ("versions", "cpu", "threads", "memory", "backends", "autograd", "cuda", "env", "thread_probe")
     environment = {key: settings[key] for key in keys if key in settings}
     if "taken_at" in settings:
         environment["settings_taken_at"] = settings["taken_at"]

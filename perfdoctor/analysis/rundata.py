@@ -79,9 +79,11 @@ class LoaderSummary:
     dataset: dict[str, Any]
     batches: int
     wait_total_ms: float
+    epoch_start_wait_ms: float  # the part of wait_total_ms spent on each epoch's first batch
     wait_p50_ms: float | None
     wait_p95_ms: float | None
     epochs: list[EpochStats]
+    cores_busy_in_waits: float | None = None  # all cores' busy share while long waits ran
 
     @property
     def num_workers(self) -> int:

@@ -8,6 +8,7 @@ for). No change to the user's code; inside the step it costs two clock reads per
 
 from __future__ import annotations
 
+import os
 import threading
 from array import array
 from dataclasses import dataclass, field
@@ -15,6 +16,40 @@ from time import perf_counter_ns
 from typing import Any
 
 from .base import Collector, CollectorContext
+
+
+LONG_WAIT_NS = 2_000_000  # after a wait this long, the next waits also read the cores' busy time
+
+
+class CoreTimes:
+    """System-wide busy and total CPU time from /proc/stat (Linux), read in ~10 µs.
+
+    Read only around waits that are long anyway, to tell "waiting while the cores are busy"
+    (more workers will not help) from "waiting while the cores idle" (they will).
+    """
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open("/proc/stat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> tuple[int, int] | None:
+        if self._fd is None:
+            return None
+        try:
+            line = os.pread(self._fd, 256, 0).split(b"\n", 1)[0].split()
+            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in line[1:9])
+        except (OSError, ValueError):  # an unexpected /proc/stat: stop reading it
+            self.close()
+            return None
+        busy = user + nice + system + irq + softirq + steal
+        return busy, busy + idle + iowait
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclass
@@ -44,6 +79,9 @@ class LoaderRecord:
     dataset: dict[str, Any]
     epochs: list[EpochRecord] = field(default_factory=list)
     batch_wait_ns: array = field(default_factory=lambda: array("q"))
+    last_wait_ns: int = 0
+    busy_ticks_in_waits: int = 0  # all cores' busy CPU time while long waits ran (clock ticks)
+    total_ticks_in_waits: int = 0
 
 
 def describe_loader(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -80,6 +118,7 @@ class DataLoaderProbe(Collector):
         self._patched: list[tuple[Any, str, Any]] = []
         self._ctx: CollectorContext | None = None
         self._lock = threading.Lock()
+        self._cores = CoreTimes()
 
     def start(self, ctx: CollectorContext) -> None:
         from torch.utils.data import dataloader as dl
@@ -93,6 +132,7 @@ class DataLoaderProbe(Collector):
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
         self._patched = []
+        self._cores.close()
 
     def _wrap(self, owner: Any, name: str, wrapper: Any) -> None:
         original = owner.__dict__[name]
@@ -157,6 +197,8 @@ class DataLoaderProbe(Collector):
                 return original(iterator)
             record, epoch = tagged
             clock = probe._ctx.clock  # type: ignore[union-attr]
+            cores = probe._cores
+            ticks = cores.read() if record.last_wait_ns >= LONG_WAIT_NS else None
             t0 = perf_counter_ns()
             clock.before_batch(t0)
             delivered = False
@@ -167,6 +209,11 @@ class DataLoaderProbe(Collector):
             finally:
                 t1 = perf_counter_ns()
                 wait = t1 - t0
+                record.last_wait_ns = wait
+                after = cores.read() if ticks is not None else None
+                if ticks is not None and after is not None:
+                    record.busy_ticks_in_waits += after[0] - ticks[0]
+                    record.total_ticks_in_waits += after[1] - ticks[1]
                 if delivered:
                     epoch.batches += 1
                     epoch.wait_ns += wait
@@ -189,6 +236,10 @@ class DataLoaderProbe(Collector):
                     "dataset": record.dataset,
                     "epochs": [epoch.to_json(origin) for epoch in record.epochs],
                     "batch_wait_ns": record.batch_wait_ns.tolist(),
+                    "cpu_in_long_waits": {
+                        "busy_ticks": record.busy_ticks_in_waits,
+                        "total_ticks": record.total_ticks_in_waits,
+                    },
                 }
                 for record in self._loaders
             ]

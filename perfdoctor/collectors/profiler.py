@@ -106,10 +106,14 @@ class ProfilerCollector(Collector):
         if window.start <= index < window.end or index == window.warmup_step:
             self._profiled_steps.append(index)
         # Keep torch's step counter on ours (they differ when batch-steps were folded).
+        t0 = time.perf_counter_ns()
         self._profiler.step_num = index
         self._profiler.step()
         if index + 1 >= window.end:
             self._finish()
+        # Starting, stopping, processing and exporting the trace is ours, not the step's.
+        assert self._ctx is not None
+        self._ctx.clock.add_overhead(time.perf_counter_ns() - t0)
 
     def _export(self, prof: Any) -> None:
         assert self._ctx is not None
@@ -121,9 +125,7 @@ class ProfilerCollector(Collector):
         path = folder / f"{worker}.{time.time_ns() // 1_000_000}.pt.trace.json.gz"
         prof.export_chrome_trace(str(path))
         self._traces.append(str(path.relative_to(ctx.rundir.root)))
-        elapsed = time.perf_counter_ns() - t0
-        self._export_s += elapsed / 1e9
-        ctx.clock.add_overhead(elapsed)
+        self._export_s += (time.perf_counter_ns() - t0) / 1e9
 
     def _finish(self) -> None:
         self._done = True

@@ -7,8 +7,11 @@ must never carry secrets.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import time
+from pathlib import Path
 from typing import Any
 
 from .base import Collector, CollectorContext
@@ -34,6 +37,10 @@ def snapshot_settings() -> dict[str, Any]:
         affinity = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = None
+    quota = cgroup_cpu_quota()
+    usable = len(affinity) if affinity else os.cpu_count()
+    if quota is not None and usable:
+        usable = max(1, min(usable, math.ceil(quota)))
     settings: dict[str, Any] = {
         "versions": {
             "python": platform.python_version(),
@@ -47,7 +54,8 @@ def snapshot_settings() -> dict[str, Any]:
             "logical_cores": os.cpu_count(),
             "physical_cores": psutil.cpu_count(logical=False),
             "affinity": affinity,
-            "usable_cores": len(affinity) if affinity else os.cpu_count(),
+            "cgroup_cpu_quota": quota,
+            "usable_cores": usable,
             "machine": platform.machine(),
         },
         "threads": {
@@ -73,6 +81,59 @@ def snapshot_settings() -> dict[str, Any]:
         "env": {name: os.environ[name] for name in ENV_ALLOW_LIST if name in os.environ},
     }
     return settings
+
+
+def cgroup_cpu_quota() -> float | None:
+    """The container's CPU limit in cores (cgroup v2 cpu.max or v1 cfs quota), None if unlimited."""
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+THREAD_PROBE_REPEATS = 3
+
+
+def thread_probe(threads: int, cores: int) -> dict[str, Any]:
+    """Time the same small conv + matmul work at the script's thread count and at the core count.
+
+    Measured only when the script runs more intra-op threads than there are cores: the ratio is
+    this machine's own evidence of what the oversubscription costs.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    images = torch.randn(16, 8, 28, 28)
+    weight = torch.randn(16, 8, 5, 5)
+    matrix = torch.randn(256, 256)
+
+    def best_ms(count: int) -> float:
+        torch.set_num_threads(count)
+        best = float("inf")
+        with torch.no_grad():
+            for _ in range(THREAD_PROBE_REPEATS):
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    torch.nn.functional.conv2d(images, weight)
+                    matrix @ matrix
+                best = min(best, (time.perf_counter() - t0) * 1e3)
+        return best
+
+    try:
+        best_ms(threads)  # warm the thread pool at both sizes before timing
+        at_threads, at_cores = best_ms(threads), best_ms(cores)
+    finally:
+        torch.set_num_threads(previous)
+    return {"threads": threads, "cores": cores, "ms_at_threads": round(at_threads, 3), "ms_at_cores": round(at_cores, 3)}
 
 
 def _cudnn_version(torch: Any) -> int | None:
@@ -132,6 +193,12 @@ class SettingsSnapshot(Collector):
     def stop(self) -> None:
         if self._settings is None:
             self._take("end of run")
+        settings = self._settings or {}
+        threads = (settings.get("threads") or {}).get("intra_op") or 0
+        cores = (settings.get("cpu") or {}).get("usable_cores") or 0
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        if cores and threads * local_ranks > cores:
+            settings["thread_probe"] = thread_probe(threads, max(1, cores // local_ranks))
 
     def payload(self) -> dict[str, Any]:
         return {"taken_at": self._when, **(self._settings or {})}

@@ -1,1 +1,178 @@
-RULES = []
+"""CPU rules: more threads than cores, work done in the training loop itself, and steps made of
+many tiny operators whose framework overhead outweighs their compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..analysis.rundata import RunData
+from .base import Finding, Rule, evidence_round
+from .dataloader import usable_cores
+
+
+def compute_share(data: RunData) -> float:
+    """Share of step time in the model and optimizer: what intra-op threads speed up."""
+    breakdown = data.steps.breakdown or {}
+    return sum(breakdown.get(phase, 0.0) for phase in ("forward", "backward", "optimizer"))
+
+
+class CpuThreadOversubscription(Rule):
+    """More intra-op threads (times processes on this machine) than usable cores."""
+
+    id = "cpu-thread-oversubscription"
+    area = "cpu"
+
+    @dataclass(frozen=True)
+    class Thresholds:
+        max_threads_per_core: float = 1.0  # intra-op threads x local processes per usable core
+        min_measured_slowdown: float = 1.10  # the thread probe must show at least this cost
+
+    def check(self, data: RunData, limits: Thresholds) -> Finding | None:
+        threads = (data.environment.get("threads") or {}).get("intra_op")
+        if not threads:
+            return None
+        cores = usable_cores(data)
+        local_processes = max(1, int((data.environment.get("env") or {}).get("LOCAL_WORLD_SIZE") or 1))
+        total = threads * local_processes
+        if total <= limits.max_threads_per_core * cores:
+            return None
+        probe = data.environment.get("thread_probe") or {}
+        slowdown = None
+        if probe.get("ms_at_cores"):
+            slowdown = probe["ms_at_threads"] / probe["ms_at_cores"]
+            if slowdown < limits.min_measured_slowdown:
+                return None  # oversubscribed on paper, but this machine shows no cost: stay quiet
+        share = compute_share(data)
+        # Without a measured slowdown, assume the least harmful case: threads share cores fairly.
+        penalty = (1 - 1 / slowdown) if slowdown else 0.25
+        per_process = max(1, cores // local_processes)
+        evidence = {
+            "intra_op_threads": threads,
+            "processes_on_this_machine": local_processes,
+            "usable_cores": cores,
+            "threads_per_core": evidence_round(total / cores, 2),
+            "compute_share": evidence_round(share, 4),
+            "measured_slowdown": evidence_round(slowdown, 2),
+            "env_OMP_NUM_THREADS": (data.environment.get("env") or {}).get("OMP_NUM_THREADS"),
+        }
+        if data.host and data.host.involuntary_switches_per_s is not None:
+            evidence["involuntary_context_switches_per_s"] = evidence_round(data.host.involuntary_switches_per_s, 1)
+        measured = (
+            f"; the same conv and matmul work ran {slowdown:.1f}x slower at {threads} threads than at {per_process} on this machine"
+            if slowdown
+            else ""
+        )
+        return self.finding(
+            title=f"{total} intra-op threads compete for {cores} cores",
+            evidence=evidence,
+            saving=share * penalty,
+            advice=(
+                f"PyTorch runs {threads} intra-op threads in each of {local_processes} process(es) on {cores} usable "
+                f"cores{measured}. Threads beyond the cores wait on each other at every parallel region. Use at most "
+                f"{per_process} thread(s) per process: torch.set_num_threads({per_process}) or OMP_NUM_THREADS={per_process}."
+            ),
+            fix=f"import torch\ntorch.set_num_threads({per_process})  # or: OMP_NUM_THREADS={per_process} perfdoctor run ...",
+        )
+
+
+class MainLoopPreprocessing(Rule):
+    """A large share of the step is spent in the training loop itself, outside data loading,
+    the model, the loss and the optimizer: per-sample work that workers could do in parallel."""
+
+    id = "main-loop-preprocessing"
+    area = "cpu"
+
+    @dataclass(frozen=True)
+    class Thresholds:
+        min_share: float = 0.15  # loop work (other time, less the loss) as a share of the step
+        min_ms: float = 1.0  # ... and at least this much per step
+        residual_share: float = 0.02  # what stays in the loop after the fix (bookkeeping, logging)
+
+    def check(self, data: RunData, limits: Thresholds) -> Finding | None:
+        steps = data.steps
+        if not steps.breakdown or not steps.mean_ms:
+            return None
+        parts = steps.other_parts or {}
+        loss = parts.get("loss", 0.0)
+        before_forward = parts.get("before_forward", 0.0)
+        loop_share = max(0.0, steps.breakdown["other"] - loss)
+        loop_ms = loop_share * steps.mean_ms
+        if loop_share < limits.min_share or loop_ms < limits.min_ms:
+            return None
+        where = (
+            "between the batch arriving and the forward pass"
+            if before_forward >= loop_share / 2
+            else "in the loop around the model (after the optimizer step or between phases)"
+        )
+        return self.finding(
+            title=f"{loop_share:.0%} of each step is work in the training loop itself, outside the DataLoader and the model",
+            evidence={
+                "loop_share": evidence_round(loop_share, 4),
+                "loop_ms_per_step": evidence_round(loop_ms),
+                "before_forward_share": evidence_round(before_forward, 4),
+                "loss_share": evidence_round(loss, 4),
+                "step_ms": evidence_round(steps.mean_ms),
+                "dataloader_share": evidence_round(steps.breakdown["dataloader"], 4),
+            },
+            saving=loop_share - limits.residual_share,
+            advice=(
+                f"{loop_ms:.1f} ms per step go to code {where}, which runs serially in the training process: "
+                "typically per-sample transforms or augmentation applied to each batch in the loop, host-side "
+                "metrics, or logging that synchronises. Move per-sample work into the Dataset's __getitem__ (or a "
+                "collate_fn) so DataLoader workers do it in parallel with the step, and make the rest batch-wise."
+            ),
+            fix=(
+                "class AugmentedDataset(torch.utils.data.Dataset):\n"
+                "    def __getitem__(self, index):\n"
+                "        image, label = self.base[index]\n"
+                "        return augment(image), label  # runs in the DataLoader workers\n\n"
+                "loader = DataLoader(AugmentedDataset(base), batch_size=64, num_workers=4, persistent_workers=True)"
+            ),
+        )
+
+
+class HostOverheadBound(Rule):
+    """The step is a long run of tiny operators: per-op framework overhead, not compute,
+    sets its length."""
+
+    id = "host-overhead-bound"
+    area = "cpu"
+
+    @dataclass(frozen=True)
+    class Thresholds:
+        min_ops_per_step: float = 300.0
+        min_overhead_share: float = 0.40  # share of step time in tiny ops and between ops
+        recoverable: float = 0.5  # share of that overhead that batching or compiling removes
+
+    def check(self, data: RunData, limits: Thresholds) -> Finding | None:
+        trace = data.trace
+        if trace is None or trace.ops_per_step is None or trace.small_op_share is None:
+            return None
+        overhead = trace.small_op_share + (trace.gap_share or 0.0)
+        if trace.ops_per_step < limits.min_ops_per_step or overhead < limits.min_overhead_share:
+            return None
+        batch = next((loader.args.get("batch_size") for loader in data.dataloaders if loader.batches), None)
+        return self.finding(
+            title=f"Many tiny operators: {trace.ops_per_step:.0f} ops per step, median {trace.median_op_us:.0f} µs each",
+            evidence={
+                "ops_per_step": evidence_round(trace.ops_per_step, 1),
+                "median_op_us": evidence_round(trace.median_op_us, 2),
+                "small_op_share": evidence_round(trace.small_op_share, 4),
+                "gap_share": evidence_round(trace.gap_share, 4),
+                "overhead_share": evidence_round(overhead, 4),
+                "batch_size": batch,
+                "profiled_step_ms": evidence_round(trace.step_ms),
+            },
+            saving=overhead * limits.recoverable,
+            advice=(
+                f"{overhead:.0%} of the profiled step is spent in operators too small to amortise their dispatch "
+                "cost, or between operators in Python: the host's per-op overhead, not arithmetic, sets the step "
+                "time. Give each op more work (a larger batch size), fuse ops with torch.compile(model), and "
+                "replace Python loops over layers or samples with batched tensor operations."
+            ),
+            fix="model = torch.compile(model)  # fuses small ops; or raise batch_size so each op does more work",
+        )
+
+
+RULES = [CpuThreadOversubscription, MainLoopPreprocessing, HostOverheadBound]

@@ -1,0 +1,31 @@
+"""Planted problem: main-loop-preprocessing. Each batch is augmented sample by sample in the
+training loop (random crop, flip, jitter, normalisation), serially in the training process,
+instead of in the DataLoader's workers."""
+
+import argparse
+
+import torch
+from torch.utils.data import DataLoader
+
+from reference_cnn import synthetic_mnist, train
+
+
+def augment(image: torch.Tensor) -> torch.Tensor:
+    padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
+    top, left = torch.randint(0, 5, (2,)).tolist()
+    image = padded[:, top : top + 28, left : left + 28]
+    if torch.rand(()) < 0.5:
+        image = image.flip(-1)
+    image = image + 0.05 * torch.randn_like(image)
+    return (image - image.mean()) / (image.std() + 1e-6)
+
+
+def augment_batch(images: torch.Tensor) -> torch.Tensor:
+    return torch.stack([augment(image) for image in images])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=64 * 40)
+    args = parser.parse_args()
+    train(DataLoader(synthetic_mnist(args.samples), batch_size=64, shuffle=True), 1, prepare=augment_batch)
