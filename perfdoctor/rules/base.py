@@ -16,7 +16,7 @@ from ..analysis.rundata import RunData
 SEVERITIES = ("critical", "warning", "info")
 CRITICAL_SAVING = 0.30  # an estimated saving at or above this is critical
 WARNING_SAVING = 0.10  # ... at or above this a warning; below, info
-DOCS_BASE = "https://github.com/perfdoctor/perfdoctor/blob/main/docs/findings.md"
+TUNING_GUIDE = "https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html"
 
 
 def severity_for(saving: float) -> str:
@@ -63,6 +63,7 @@ class Rule:
 
     id: ClassVar[str]
     area: ClassVar[str]
+    docs: ClassVar[str] = TUNING_GUIDE  # where a user reads more (PyTorch's own documentation)
     Thresholds: ClassVar[type] = NoThresholds
 
     def check(self, data: RunData, limits: Any) -> Finding | None:
@@ -87,7 +88,7 @@ class Rule:
             estimated_saving=saving,
             advice=advice,
             fix=fix,
-            docs=f"{DOCS_BASE}#{self.id}",
+            docs=self.docs,
             area=self.area,
         )
 

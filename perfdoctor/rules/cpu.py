@@ -22,6 +22,7 @@ class CpuThreadOversubscription(Rule):
 
     id = "cpu-thread-oversubscription"
     area = "cpu"
+    docs = "https://pytorch.org/docs/stable/notes/cpu_threading_torchscript_inference.html"
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -82,6 +83,7 @@ class MainLoopPreprocessing(Rule):
 
     id = "main-loop-preprocessing"
     area = "cpu"
+    docs = "https://pytorch.org/docs/stable/data.html#multi-process-data-loading"
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -138,6 +140,7 @@ class HostOverheadBound(Rule):
 
     id = "host-overhead-bound"
     area = "cpu"
+    docs = "https://pytorch.org/tutorials/intermediate/torch_compile_tutorial.html"
 
     @dataclass(frozen=True)
     class Thresholds:

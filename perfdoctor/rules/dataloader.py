@@ -69,6 +69,7 @@ class DataLoaderBottleneck(Rule):
 
     id = "dataloader-bottleneck"
     area = "data loading"
+    docs = "https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html#enable-async-data-loading-and-augmentation"
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -159,6 +160,7 @@ class DataLoaderCpuSaturated(Rule):
 
     id = "dataloader-cpu-saturated"
     area = "data loading"
+    docs = "https://pytorch.org/docs/stable/data.html#multi-process-data-loading"
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -218,6 +220,7 @@ class DataLoaderPersistentWorkers(Rule):
 
     id = "dataloader-persistent-workers"
     area = "data loading"
+    docs = "https://pytorch.org/docs/stable/data.html#torch.utils.data.DataLoader"
 
     @dataclass(frozen=True)
     class Thresholds:

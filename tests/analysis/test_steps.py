@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from perfdoctor.analysis.steps import percentile, series_from_raw, step_stats
+
+MS = 1_000_000
+
+
+def raw_steps(durations_ms, dataloader_ms=None, overhead_ms=None, forward_ms=None, before_forward_ms=None):
+    n = len(durations_ms)
+    starts, ends, t = [], [], 0
+    for d in durations_ms:
+        starts.append(t)
+        t += int(d * MS)
+        ends.append(t)
+    zeros = [0] * n
+    return {
+        "mode": "optimizer",
+        "start_ns": starts,
+        "end_ns": ends,
+        "dataloader_ns": [int(v * MS) for v in dataloader_ms] if dataloader_ms else zeros,
+        "forward_ns": [int(v * MS) for v in forward_ms] if forward_ms else zeros,
+        "backward_ns": zeros,
+        "optimizer_ns": zeros,
+        "overhead_ns": [int(v * MS) for v in overhead_ms] if overhead_ms else zeros,
+        "before_forward_ns": [int(v * MS) for v in before_forward_ms] if before_forward_ms else zeros,
+        "loss_ns": zeros,
+        "batches": [1] * n,
+    }
+
+
+def test_overhead_is_subtracted_and_other_is_the_rest():
+    series = series_from_raw(raw_steps([10, 50], dataloader_ms=[2, 2], overhead_ms=[0, 40], forward_ms=[5, 5]), [])
+    assert series.duration_ms == [10, 10]
+    assert series.phases_ms["other"] == [3, 3]
+
+
+def test_phases_never_exceed_the_step():
+    series = series_from_raw(raw_steps([10], dataloader_ms=[8], forward_ms=[8], before_forward_ms=[5]), [])
+    assert series.phases_ms["dataloader"][0] + series.phases_ms["forward"][0] == pytest.approx(10)
+    assert series.phases_ms["other"] == [0]
+    assert series.other_parts_ms["before_forward"] == [0]  # a part of "other" is capped by it
+
+
+def test_statistics_leave_out_warmup_and_profiled_steps():
+    durations = [500] + [10] * 5 + [30] * 3 + [10] * 5
+    series = series_from_raw(raw_steps(durations, dataloader_ms=[1] * len(durations)), profiled_steps=[6, 7, 8])
+    stats = step_stats(series)
+    assert stats.count == 14 and stats.profiled == 3 and stats.measured == 10
+    assert stats.p50_ms == 10 and stats.max_ms == 10
+    assert sum(stats.breakdown.values()) == pytest.approx(1)
+    assert stats.breakdown["dataloader"] == pytest.approx(0.1)
+    assert "profiled" in stats.excluded
+
+
+def test_few_steps_use_them_all():
+    stats = step_stats(series_from_raw(raw_steps([40, 20]), []))
+    assert stats.measured == 2 and stats.mean_ms == 30
+
+
+def test_no_steps_gives_no_statistics():
+    stats = step_stats(series_from_raw({"start_ns": [], "end_ns": []}, []))
+    assert stats.count == 0 and stats.mean_ms is None and stats.breakdown is None
+
+
+def test_percentile_matches_numpy():
+    values = sorted([3.0, 1.0, 7.5, 2.2, 9.9, 4.4, 0.5])
+    for q in (0, 0.25, 0.5, 0.9, 0.95, 1):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q * 100))

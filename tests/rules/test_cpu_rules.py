@@ -1,0 +1,88 @@
+from dataclasses import replace
+
+import pytest
+
+from conftest import make_run
+from perfdoctor.analysis.rundata import TraceSummary
+from perfdoctor.rules.cpu import CpuThreadOversubscription, HostOverheadBound, MainLoopPreprocessing
+
+HEALTHY = {"dataloader": 0.02, "forward": 0.40, "backward": 0.50, "optimizer": 0.05, "other": 0.03}
+
+
+def check(rule, data, **overrides):
+    return rule.check(data, replace(rule.Thresholds(), **overrides))
+
+
+def threads_env(intra_op: int, probe: dict | None = None, local_world_size: int | None = None):
+    env = {"threads": {"intra_op": intra_op, "inter_op": 2}}
+    if probe:
+        env["thread_probe"] = probe
+    if local_world_size:
+        env["env"] = {"LOCAL_WORLD_SIZE": str(local_world_size)}
+    return env
+
+
+class TestThreadOversubscription:
+    def test_fires_with_a_measured_slowdown(self):
+        probe = {"threads": 16, "cores": 2, "ms_at_threads": 26.0, "ms_at_cores": 10.0}
+        finding = check(CpuThreadOversubscription(), make_run(HEALTHY, environment=threads_env(16, probe)))
+        assert finding is not None and finding.id == "cpu-thread-oversubscription"
+        assert finding.evidence["measured_slowdown"] == 2.6
+        assert finding.estimated_saving == pytest.approx(0.95 * (1 - 1 / 2.6))
+        assert "torch.set_num_threads(2)" in finding.fix
+
+    def test_counts_every_process_on_the_machine(self):
+        probe = {"threads": 2, "cores": 1, "ms_at_threads": 30.0, "ms_at_cores": 10.0}
+        finding = check(CpuThreadOversubscription(), make_run(HEALTHY, environment=threads_env(2, probe, local_world_size=2)))
+        assert finding is not None and finding.evidence["processes_on_this_machine"] == 2
+        assert "torch.set_num_threads(1)" in finding.fix
+
+    def test_silent_when_threads_fit_the_cores(self):
+        assert check(CpuThreadOversubscription(), make_run(HEALTHY, environment=threads_env(2))) is None
+
+    def test_silent_when_this_machine_shows_no_cost(self):
+        probe = {"threads": 4, "cores": 2, "ms_at_threads": 10.2, "ms_at_cores": 10.0}
+        assert check(CpuThreadOversubscription(), make_run(HEALTHY, environment=threads_env(4, probe))) is None
+
+
+class TestMainLoopPreprocessing:
+    LOOPY = {"dataloader": 0.01, "forward": 0.22, "backward": 0.45, "optimizer": 0.02, "other": 0.30}
+
+    def test_fires_on_work_between_batch_and_forward(self):
+        data = make_run(self.LOOPY, step_ms=40.0, other_parts={"before_forward": 0.27, "loss": 0.01})
+        finding = check(MainLoopPreprocessing(), data)
+        assert finding is not None and finding.id == "main-loop-preprocessing"
+        assert finding.evidence["loop_share"] == pytest.approx(0.29)
+        assert finding.estimated_saving == pytest.approx(0.27)
+        assert "between the batch arriving and the forward pass" in finding.advice
+
+    def test_a_big_loss_outside_the_model_is_not_preprocessing(self):
+        data = make_run(self.LOOPY, step_ms=40.0, other_parts={"before_forward": 0.0, "loss": 0.28})
+        assert check(MainLoopPreprocessing(), data) is None
+
+    def test_silent_on_a_healthy_run(self):
+        assert check(MainLoopPreprocessing(), make_run(HEALTHY)) is None
+
+    def test_silent_when_the_loop_work_is_tiny_in_absolute_terms(self):
+        assert check(MainLoopPreprocessing(), make_run(self.LOOPY, step_ms=2.0)) is None
+
+
+def trace(ops: float, small: float, gap: float) -> TraceSummary:
+    return TraceSummary(files=["t.json"], windows=5, ops_per_step=ops, median_op_us=6.0, small_op_share=small, gap_share=gap, step_ms=5.0)
+
+
+class TestHostOverheadBound:
+    def test_fires_on_many_tiny_ops(self):
+        finding = check(HostOverheadBound(), make_run(HEALTHY, trace=trace(1200, 0.45, 0.25)))
+        assert finding is not None and finding.id == "host-overhead-bound"
+        assert finding.evidence["overhead_share"] == pytest.approx(0.70)
+        assert finding.estimated_saving == pytest.approx(0.35)
+
+    def test_silent_on_few_large_ops(self):
+        assert check(HostOverheadBound(), make_run(HEALTHY, trace=trace(150, 0.05, 0.05))) is None
+
+    def test_silent_when_many_ops_are_each_big(self):
+        assert check(HostOverheadBound(), make_run(HEALTHY, trace=trace(2000, 0.10, 0.05))) is None
+
+    def test_silent_without_a_trace(self):
+        assert check(HostOverheadBound(), make_run(HEALTHY)) is None

@@ -1,0 +1,110 @@
+from dataclasses import replace
+
+import pytest
+
+from conftest import make_host, make_loader, make_run
+from perfdoctor.analysis.rundata import EpochStats
+from perfdoctor.rules.dataloader import DataLoaderBottleneck, DataLoaderCpuSaturated, DataLoaderPersistentWorkers
+
+WAITING = {"dataloader": 0.60, "forward": 0.15, "backward": 0.20, "optimizer": 0.03, "other": 0.02}
+HEALTHY = {"dataloader": 0.02, "forward": 0.40, "backward": 0.50, "optimizer": 0.05, "other": 0.03}
+
+
+def check(rule, data, **overrides):
+    return rule.check(data, replace(rule.Thresholds(), **overrides))
+
+
+class TestBottleneck:
+    def test_fires_when_the_step_waits_with_no_workers(self):
+        data = make_run(WAITING, step_ms=64.0, loaders=[make_loader(num_workers=0, wait_total_ms=0.6 * 64 * 100, cores_busy=0.1)])
+        finding = check(DataLoaderBottleneck(), data)
+        assert finding is not None and finding.id == "dataloader-bottleneck"
+        assert finding.evidence["wait_share"] == pytest.approx(0.60)
+        assert finding.evidence["num_workers"] == 0 and finding.evidence["suggested_num_workers"] == 2
+        # 2 workers make a 38.4 ms load arrive every 19.2 ms, inside the 25.6 ms of compute.
+        assert finding.estimated_saving == pytest.approx(0.60, abs=0.01)
+        assert finding.severity == "critical"
+        assert "num_workers=2" in finding.fix and "41%" not in finding.title and "60%" in finding.title
+
+    def test_idle_workers_are_told_the_wait_is_io(self):
+        loader = make_loader(num_workers=2, wait_total_ms=0.4 * 50 * 100, cores_busy=0.2)
+        data = make_run({**WAITING, "dataloader": 0.4, "forward": 0.35}, step_ms=50.0, loaders=[loader], host=make_host(children_cpu=10.0))
+        finding = check(DataLoaderBottleneck(), data)
+        assert finding is not None
+        assert finding.evidence["cpu_percent_per_worker"] == 5.0
+        assert "storage" in finding.advice and finding.evidence["suggested_num_workers"] == 4
+        # 2 workers feeding a 50 ms step need 100 ms a batch each; 4 make it 25 ms < 30 ms compute.
+        assert finding.estimated_saving == pytest.approx(0.4, abs=0.01)
+
+    def test_silent_on_a_healthy_run(self):
+        assert check(DataLoaderBottleneck(), make_run(HEALTHY)) is None
+
+    def test_silent_when_cores_are_saturated(self):
+        data = make_run(WAITING, loaders=[make_loader(num_workers=2, wait_total_ms=1200, cores_busy=0.98)])
+        assert check(DataLoaderBottleneck(), data) is None
+
+    def test_epoch_start_waits_are_not_a_shortage_of_batches(self):
+        epochs = [EpochStats(first_batch_ms=300, iter_ms=1, batches=20, wait_ms=310, end_ms=10) for _ in range(6)]
+        loader = make_loader(num_workers=2, wait_total_ms=6 * 310, epochs=epochs, epoch_start_wait_ms=6 * 300, cores_busy=0.05)
+        data = make_run({**WAITING, "dataloader": 0.37, "forward": 0.38}, step_ms=50.0, steps=120, loaders=[loader])
+        assert check(DataLoaderBottleneck(), data) is None
+
+    def test_threshold_override_silences_it(self):
+        data = make_run(WAITING, step_ms=64.0, loaders=[make_loader(wait_total_ms=3840, cores_busy=0.1)])
+        assert check(DataLoaderBottleneck(), data, min_wait_share=0.7) is None
+
+
+class TestCpuSaturated:
+    def test_fires_when_waiting_with_every_core_busy(self):
+        loader = make_loader(num_workers=2, wait_total_ms=1500, cores_busy=0.99)
+        data = make_run({**WAITING, "dataloader": 0.38, "forward": 0.37}, step_ms=130.0, loaders=[loader], host=make_host(children_cpu=130.0))
+        finding = check(DataLoaderCpuSaturated(), data)
+        assert finding is not None and finding.id == "dataloader-cpu-saturated"
+        assert finding.evidence["cores_busy_in_waits"] == 0.99
+        assert finding.estimated_saving == pytest.approx(0.38)
+        assert "more workers" in finding.advice
+
+    def test_silent_when_cores_idle_during_waits(self):
+        data = make_run(WAITING, loaders=[make_loader(num_workers=2, wait_total_ms=1200, cores_busy=0.3)])
+        assert check(DataLoaderCpuSaturated(), data) is None
+
+    def test_silent_when_busy_cores_were_never_measured(self):
+        data = make_run(WAITING, loaders=[make_loader(num_workers=2, wait_total_ms=1200, cores_busy=None)])
+        assert check(DataLoaderCpuSaturated(), data) is None
+
+    def test_silent_on_a_healthy_run_with_busy_cores(self):
+        data = make_run(HEALTHY, loaders=[make_loader(num_workers=2, wait_total_ms=40, cores_busy=1.0)])
+        assert check(DataLoaderCpuSaturated(), data) is None
+
+
+def restarting_loader(restart_ms: float, epochs: int = 6, persistent: bool = False):
+    stats = [EpochStats(first_batch_ms=restart_ms + 1.0, iter_ms=0.5, batches=16, wait_ms=restart_ms + 16, end_ms=10.0) for _ in range(epochs)]
+    return make_loader(num_workers=2, batches=16 * epochs, wait_total_ms=epochs * (restart_ms + 16), epochs=stats, persistent=persistent)
+
+
+class TestPersistentWorkers:
+    def test_fires_when_workers_restart_every_epoch(self):
+        loader = restarting_loader(320.0)
+        data = make_run(HEALTHY, step_ms=27.0, steps=96, loaders=[loader])
+        finding = check(DataLoaderPersistentWorkers(), data)
+        assert finding is not None and finding.id == "dataloader-persistent-workers"
+        # five restarts after the first epoch, each 320 ms beyond a 1 ms batch, plus 10 ms shutdown
+        assert finding.evidence["lost_ms_total"] == pytest.approx(5 * (321 + 10 - loader.wait_p50_ms), rel=0.01)
+        assert finding.estimated_saving == pytest.approx(finding.evidence["lost_ms_total"] / (27.0 * 96), rel=0.01)
+        assert "persistent_workers=True" in finding.fix
+
+    def test_silent_with_persistent_workers(self):
+        data = make_run(HEALTHY, steps=96, loaders=[restarting_loader(320.0, persistent=True)])
+        assert check(DataLoaderPersistentWorkers(), data) is None
+
+    def test_silent_with_one_epoch(self):
+        data = make_run(HEALTHY, steps=96, loaders=[restarting_loader(320.0, epochs=1)])
+        assert check(DataLoaderPersistentWorkers(), data) is None
+
+    def test_silent_when_restarts_are_cheap(self):
+        data = make_run(HEALTHY, steps=96, loaders=[restarting_loader(5.0)])
+        assert check(DataLoaderPersistentWorkers(), data) is None
+
+    def test_silent_when_restarts_are_a_sliver_of_a_long_run(self):
+        data = make_run(HEALTHY, step_ms=100.0, steps=20000, loaders=[restarting_loader(320.0)])
+        assert check(DataLoaderPersistentWorkers(), data) is None

@@ -1,0 +1,50 @@
+"""A wheel built from the repository, installed outside the source tree, renders reports."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+RUN_FIXTURE = REPO / "tests" / "data" / "run_reference_cnn"
+
+
+def copy_source(destination: Path) -> Path:
+    ignore = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "perfdoctor-runs", ".venv", "venv", ".hypothesis")
+    shutil.copytree(REPO, destination, ignore=ignore)
+    return destination
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_templates_and_renders_a_report(tmp_path):
+    source = copy_source(tmp_path / "source")
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
+        check=True, capture_output=True, text=True,
+    )
+    wheel = next(wheels.glob("perfdoctor-*.whl"))
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True, capture_output=True, text=True,
+    )
+    assert (target / "perfdoctor" / "templates" / "report.html.j2").is_file()
+    run = shutil.copytree(RUN_FIXTURE, tmp_path / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    program = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import perfdoctor, perfdoctor.cli;"
+        "assert perfdoctor.__file__.startswith(sys.argv[1]), perfdoctor.__file__;"
+        "sys.exit(perfdoctor.cli.main(['report', '-q', sys.argv[2]]))"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", program, str(target), str(run)], cwd=elsewhere, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    html = (run / "report.html").read_text()
+    assert "<html" in html and "reference_cnn.py" in html
+    report = json.loads((run / "report.json").read_text())
+    assert report["schema"] == "perfdoctor.report/1" and report["steps"]["count"] == 12
