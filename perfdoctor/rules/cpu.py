@@ -111,7 +111,7 @@ class MainLoopPreprocessing(Rule):
             title=f"{loop_share:.0%} of each step is work in the training loop itself, outside the DataLoader and the model",
             evidence={
                 "loop_share": evidence_round(loop_share, 4),
-                "loop_ms_per_step": evidence_round(loop_ms),
+                "loop_per_step_ms": evidence_round(loop_ms),
                 "before_forward_share": evidence_round(before_forward, 4),
                 "loss_share": evidence_round(loss, 4),
                 "step_ms": evidence_round(steps.mean_ms),

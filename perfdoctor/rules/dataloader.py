@@ -57,7 +57,8 @@ def workers_busy_percent(data: RunData, loader: LoaderSummary) -> float | None:
 
 def loader_call(args: dict[str, object], **changes: object) -> str:
     shown = {"batch_size": args.get("batch_size"), **changes}
-    return "DataLoader(dataset, " + ", ".join(f"{key}={value}" for key, value in shown.items()) + ")"
+    lines = "".join(f"    {key}={value},\n" for key, value in shown.items())
+    return f"loader = DataLoader(\n    dataset,\n{lines})"
 
 
 def cores_saturated(loader: LoaderSummary, limit: float) -> bool:
@@ -107,18 +108,18 @@ class DataLoaderBottleneck(Rule):
         args = loader.args
         evidence = {
             "wait_share": evidence_round(share, 4),
-            "wait_ms_per_step": evidence_round(wait_ms),
+            "wait_per_step_ms": evidence_round(wait_ms),
             "step_ms": evidence_round(step_ms),
-            "compute_ms_per_step": evidence_round(compute_ms),
+            "compute_per_step_ms": evidence_round(compute_ms),
             "num_workers": workers,
             "suggested_num_workers": suggested,
             "usable_cores": cores,
             "batch_size": args.get("batch_size"),
-            "wait_p50_ms_per_batch": evidence_round(loader.wait_p50_ms),
-            "cores_busy_in_waits": evidence_round(loader.cores_busy_in_waits, 3),
+            "batch_wait_p50_ms": evidence_round(loader.wait_p50_ms),
+            "cores_busy_during_waits_share": evidence_round(loader.cores_busy_in_waits, 3),
         }
         if busy is not None:
-            evidence["cpu_percent_per_worker"] = evidence_round(busy, 1)
+            evidence["worker_cpu_percent"] = evidence_round(busy, 1)
         if workers == 0:
             advice = (
                 f"Batches are loaded in the training process itself (num_workers=0): each step waits "
@@ -184,15 +185,15 @@ class DataLoaderCpuSaturated(Rule):
         busy = workers_busy_percent(data, loader)
         evidence = {
             "wait_share": evidence_round(share, 4),
-            "wait_ms_per_step": evidence_round(wait_ms),
+            "wait_per_step_ms": evidence_round(wait_ms),
             "step_ms": evidence_round(step_ms),
-            "cores_busy_in_waits": evidence_round(loader.cores_busy_in_waits, 3),
+            "cores_busy_during_waits_share": evidence_round(loader.cores_busy_in_waits, 3),
             "usable_cores": cores,
             "num_workers": workers,
             "intra_op_threads": threads,
         }
         if busy is not None:
-            evidence["cpu_percent_per_worker"] = evidence_round(busy, 1)
+            evidence["worker_cpu_percent"] = evidence_round(busy, 1)
         advice = (
             f"While the step waited on data, the machine's cores were {loader.cores_busy_in_waits:.0%} busy: "
             f"the data pipeline is CPU-bound and more workers would only fight over the same {cores} cores. "
@@ -204,7 +205,7 @@ class DataLoaderCpuSaturated(Rule):
             "# pre-process once, offline, and train from the cached tensors\n"
             "cached = [transform(sample) for sample in raw_dataset]\n"
             "torch.save(cached, 'train_preprocessed.pt')\n"
-            f"loader = {loader_call(loader.args, num_workers=max(1, min(workers or 1, cores - 1)), persistent_workers=True)}"
+            + loader_call(loader.args, num_workers=max(1, min(workers or 1, cores - 1)), persistent_workers=True)
         )
         return self.finding(
             title=f"The step waits {share:.0%} of its time on data while every core is busy",
@@ -259,10 +260,10 @@ class DataLoaderPersistentWorkers(Rule):
             "epochs": epochs,
             "num_workers": loader.num_workers,
             "persistent_workers": False,
-            "restart_ms_per_epoch": evidence_round(mean_restart),
+            "restart_per_epoch_ms": evidence_round(mean_restart),
             "first_epoch_start_ms": evidence_round(loader.epochs[0].first_batch_ms),
             "typical_batch_wait_ms": evidence_round(loader.wait_p50_ms),
-            "lost_ms_total": evidence_round(lost_ms),
+            "lost_total_ms": evidence_round(lost_ms),
             "total_step_ms": evidence_round(total_step_ms),
         }
         return self.finding(

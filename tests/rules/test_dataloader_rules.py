@@ -31,7 +31,7 @@ class TestBottleneck:
         data = make_run({**WAITING, "dataloader": 0.4, "forward": 0.35}, step_ms=50.0, loaders=[loader], host=make_host(children_cpu=10.0))
         finding = check(DataLoaderBottleneck(), data)
         assert finding is not None
-        assert finding.evidence["cpu_percent_per_worker"] == 5.0
+        assert finding.evidence["worker_cpu_percent"] == 5.0
         assert "storage" in finding.advice and finding.evidence["suggested_num_workers"] == 4
         # 2 workers feeding a 50 ms step need 100 ms a batch each; 4 make it 25 ms < 30 ms compute.
         assert finding.estimated_saving == pytest.approx(0.4, abs=0.01)
@@ -60,7 +60,7 @@ class TestCpuSaturated:
         data = make_run({**WAITING, "dataloader": 0.38, "forward": 0.37}, step_ms=130.0, loaders=[loader], host=make_host(children_cpu=130.0))
         finding = check(DataLoaderCpuSaturated(), data)
         assert finding is not None and finding.id == "dataloader-cpu-saturated"
-        assert finding.evidence["cores_busy_in_waits"] == 0.99
+        assert finding.evidence["cores_busy_during_waits_share"] == 0.99
         assert finding.estimated_saving == pytest.approx(0.38)
         assert "more workers" in finding.advice
 
@@ -89,8 +89,8 @@ class TestPersistentWorkers:
         finding = check(DataLoaderPersistentWorkers(), data)
         assert finding is not None and finding.id == "dataloader-persistent-workers"
         # five restarts after the first epoch, each 320 ms beyond a 1 ms batch, plus 10 ms shutdown
-        assert finding.evidence["lost_ms_total"] == pytest.approx(5 * (321 + 10 - loader.wait_p50_ms), rel=0.01)
-        assert finding.estimated_saving == pytest.approx(finding.evidence["lost_ms_total"] / (27.0 * 96), rel=0.01)
+        assert finding.evidence["lost_total_ms"] == pytest.approx(5 * (321 + 10 - loader.wait_p50_ms), rel=0.01)
+        assert finding.estimated_saving == pytest.approx(finding.evidence["lost_total_ms"] / (27.0 * 96), rel=0.01)
         assert "persistent_workers=True" in finding.fix
 
     def test_silent_with_persistent_workers(self):

@@ -1,0 +1,40 @@
+// perfdoctor report: sortable tables, and every <details> open when printing. No data, no fetches.
+(function () {
+  "use strict";
+  function sortKey(cell) {
+    var raw = cell ? cell.getAttribute("data-v") : null;
+    if (raw !== null && raw !== "" && !isNaN(Number(raw))) return Number(raw);
+    return cell ? cell.textContent.trim().toLowerCase() : "";
+  }
+  function compare(x, y) {
+    if (typeof x !== typeof y) return typeof x === "number" ? -1 : 1;
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+    if (!table.tHead || !table.tBodies.length) return;
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, column) {
+      th.tabIndex = 0;
+      th.classList.add("sort");
+      function sort() {
+        var descending = th.getAttribute("aria-sort") !== "descending";
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+        th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var order = compare(sortKey(a.cells[column]), sortKey(b.cells[column]));
+          return descending ? -order : order;
+        });
+        rows.forEach(function (row) { body.appendChild(row); });
+      }
+      th.addEventListener("click", sort);
+      th.addEventListener("keydown", function (event) {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sort(); }
+      });
+    });
+  });
+  window.addEventListener("beforeprint", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) { d.open = true; });
+  });
+})();

@@ -1,0 +1,536 @@
+"""report.html: renders every shape of report.json, escapes everything, fetches nothing."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from perfdoctor.report import charts
+from perfdoctor.report.html import (
+    fmt_bytes,
+    fmt_label,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
+    fmt_ranges,
+    fmt_value,
+    render_html,
+    safe_url,
+    write_report_html,
+)
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "report_reference_cnn.json"
+HOSTILE = '</script><script>alert(1)</script>"><img src=x onerror=alert(1)>{{ 7*7 }} ünïcødé ✓ 火'
+
+
+class Page(HTMLParser):
+    """What a browser would see: elements, attributes, text, and what sits inside <script>."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self.text: list[str] = []
+        self._in_script = False
+        self._in_style = False
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+        self._in_style = self._in_style or tag == "style"
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+        if tag == "style":
+            self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+        elif not self._in_style:
+            self.text.append(data)
+
+    def all(self, tag: str, **attrs: str) -> list[dict[str, str | None]]:
+        found = []
+        for name, attributes in self.tags:
+            if name != tag:
+                continue
+            if all(value in (attributes.get(key) or "").split() for key, value in attrs.items()):
+                found.append(attributes)
+        return found
+
+    @property
+    def visible(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def reference() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+def rich() -> dict:
+    report = reference()
+    report["run"].update(status="stopped", max_steps=100)
+    report["findings"] = [
+        {
+            "id": "dataloader-bottleneck",
+            "severity": "critical",
+            "title": "The step waits on the DataLoader for 41% of its time",
+            "evidence": {
+                "wait_share": 0.41,
+                "wait_p95_ms": 12.5,
+                "num_workers": 0,
+                "usable_cores": 8,
+                "rss_peak_bytes": 1610612736,
+                "per_step": [1.5, 2.25],
+            },
+            "estimated_saving": 0.34,
+            "advice": "Load batches in parallel worker processes.\nStart with one worker per free core.",
+            "fix": "loader = DataLoader(dataset, batch_size=64,\n                    num_workers=4, persistent_workers=True)",
+            "docs": "https://example.org/docs/findings.md#dataloader-bottleneck",
+            "area": "dataloader",
+        },
+        {
+            "id": "cpu-thread-oversubscription",
+            "severity": "info",
+            "title": "More threads than cores",
+            "evidence": {"intra_op_threads": 16, "processes": 4, "logical_cores": 8},
+            "estimated_saving": 0.05,
+            "advice": "Set torch.set_num_threads(2) in each process.",
+            "fix": "torch.set_num_threads(2)",
+            "docs": "https://example.org/docs/findings.md#cpu-thread-oversubscription",
+            "area": "cpu",
+            "added_later": {"whatever": 1},
+        },
+    ]
+    report["steps"]["other_parts"] = {"before_forward": 0.01, "loss": 0.0022}
+    report["operators"].update(
+        windows=1,
+        step_ms=31.2,
+        ops_per_step=412.0,
+        median_op_us=8.5,
+        small_op_share=0.12,
+        gap_share=0.034,
+        top=[
+            {"name": "aten::convolution_backward", "calls": 30, "self_ms": 40.25, "total_ms": 41.0, "input_dims": "[[64, 16, 32, 32], [32, 16, 3, 3]]"},
+            {"name": "aten::mkldnn_convolution", "calls": 30, "self_ms": 30.5, "total_ms": 31.75, "input_dims": None},
+        ],
+    )
+    report["gpu"] = {
+        "device": "NVIDIA H100 80GB HBM3",
+        "utilization_mean_percent": 37.5,
+        "memory": {"peak_allocated_bytes": 3 * 2**30, "total_bytes": 80 * 2**30},
+        "utilization_series": [float(i % 7) * 10 for i in range(40)],
+        "kernels": [{"name": "sm90_xmma_gemm", "time_ms": 12.0}, {"name": "elementwise", "time_ms": 1.5}],
+    }
+    report["ddp"] = {
+        "world_size": 2,
+        "backend": "nccl",
+        "communication_share": 0.22,
+        "ranks": [
+            {"rank": 0, "step_p50_ms": 30.1, "comm_ms": 5.0, "host": "node-a"},
+            {"rank": 1, "step_p50_ms": 41.9, "comm_ms": 7.5, "host": "node-b"},
+        ],
+    }
+    report["environment"]["env"] = {"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0,1"}
+    report["notes"] = ["The first step (warm-up) is left out of the statistics."]
+    report["profiler"]["stood_aside"] = {"at_step": 6, "reason": "another profiler was already running"}
+    return report
+
+
+def minimal() -> dict:
+    return {
+        "schema": "perfdoctor.report/1",
+        "run": {
+            "script": "train.py",
+            "module": None,
+            "argv": [],
+            "exit_code": 1,
+            "status": "failed",
+            "started": None,
+            "duration_s": None,
+            "ranks": 1,
+            "error": {"type": "RuntimeError", "message": "CUDA out of memory"},
+            "max_steps": None,
+            "source": "run",
+        },
+        "environment": {},
+        "steps": {
+            "count": 0,
+            "profiled": 0,
+            "measured": 0,
+            "excluded": "",
+            "mode": None,
+            "source": "step clock",
+            "time_ms": None,
+            "breakdown": None,
+            "breakdown_ms": None,
+            "other_parts": None,
+            "series": {"stride": 1, "step": [], "duration_ms": [], "profiled": []},
+        },
+        "dataloader": {"loaders": []},
+        "host": None,
+        "operators": None,
+        "profiler": None,
+        "gpu": None,
+        "ddp": None,
+        "notes": [],
+        "findings": [],
+    }
+
+
+def section(html: str, anchor: str) -> str:
+    """The markup of one <section id=anchor>, for assertions about that section only."""
+    match = re.search(rf'<section id="{anchor}">(.*?)</section>', html, re.S)
+    assert match, f"no section {anchor}"
+    return match.group(1)
+
+
+def visible(markup: str) -> str:
+    return Page(markup).visible
+
+
+def assert_no_none_or_nan(html: str) -> None:
+    words = set(re.findall(r"[A-Za-z]+", Page(html).visible))
+    assert not words & {"None", "nan", "NaN", "inf", "Infinity", "undefined"}, words & {"None", "nan", "NaN", "inf", "Infinity"}
+
+
+# --- the real run -----------------------------------------------------------------------------
+
+
+def test_reference_report_renders_every_section():
+    html = render_html(reference())
+    page = Page(html)
+    text = page.visible
+    assert "<title>perfdoctor · reference_cnn.py</title>" in html
+    assert "python /work/main/sample_workloads/reference_cnn.py --epochs 1" in text
+    assert page.all("span", **{"class": "status-completed"})
+    assert "exit code 0" in text and "2026-11-27 10:00:44 UTC" in text and "6.1 s" in text
+    # Findings: none, and it says so.
+    assert "No findings." in visible(section(html, "findings"))
+    # Where a step goes: the shares and ms per step of every phase.
+    step = visible(section(html, "step"))
+    for phase, share, ms in [
+        ("dataloader", "1.6%", "0.434 ms"),
+        ("forward", "46.9%", "12.4 ms"),
+        ("backward", "46.6%", "12.3 ms"),
+        ("optimizer", "2.8%", "0.751 ms"),
+        ("other", "2%", "0.532 ms"),
+    ]:
+        assert re.search(rf"{phase} {re.escape(ms)} {re.escape(share)}", step), (phase, step)
+    assert "Mean step 26.5 ms (median 22.4 ms, p95 45.5 ms" in step and "over 93 measured steps" in step
+    assert "before forward" in step and "loss" in step
+    # Timeline: one bar per step, the profiled steps shaded, the warm-up step clipped.
+    timeline = section(html, "timeline")
+    assert timeline.count('<g class="step-bar">') == 100
+    assert timeline.count('<g class="band">') == 1 and "profiled steps 5–10" in timeline
+    assert "step 0 168 ms" in visible(timeline)
+    # Operators: the (empty) statistics say n/a, and how to open the trace.
+    operators = visible(section(html, "operators"))
+    assert "tb/reference_cnn/vm_3672.1795773647809.pt.trace.json.gz" in operators
+    assert "tensorboard --logdir RUN/tb" in operators and "ui.perfetto.dev" in operators
+    # DataLoader, host, environment.
+    loader = visible(section(html, "dataloader"))
+    assert "TensorDataset, 6,400 samples" in loader and "49.5 ms" in loader and "5.68 ms" in loader
+    host = visible(section(html, "host"))
+    assert "1.84 cores" in host and "389.2 MiB" in host and "92.4% (p90 100%)" in host and "68.7/s" in host
+    environment = visible(section(html, "environment"))
+    assert "2.13.0+cpu" in environment and "OpenMP" in environment
+    assert "Steps run under the profiler: 5–10." in environment
+    assert_no_none_or_nan(html)
+
+
+def test_write_report_html(tmp_path):
+    path = write_report_html(reference(), tmp_path / "report.html")
+    assert path.read_text(encoding="utf-8").startswith("<!doctype html>")
+
+
+# --- rich and minimal reports -----------------------------------------------------------------
+
+
+def test_rich_report_shows_findings_gpu_and_ddp():
+    html = render_html(rich())
+    findings = section(html, "findings")
+    text = visible(findings)
+    first, second = text.index("The step waits on the DataLoader"), text.index("More threads than cores")
+    assert first < second
+    assert "up to 34%" in text and "up to 5%" in text
+    assert 'style="width: 34.0%"' in findings
+    # Evidence, formatted by the unit in each key.
+    for shown in ("wait share 41%", "wait p95 12.5 ms", "num workers 0", "rss peak 1.50 GiB", "per step 1.5, 2.25"):
+        assert shown in text, shown
+    assert "loader = DataLoader(dataset, batch_size=64,\n                    num_workers=4" in findings
+    assert Page(findings).all("a", href="https://example.org/docs/findings.md#dataloader-bottleneck")
+    assert len(Page(findings).all("article", **{"class": "sev-critical"})) == 1
+    header = visible(html.split('<section id="findings">')[0])
+    assert "1 critical" in header and "1 info" in header and "ended by --max-steps 100" in header
+    # other_parts: the timed parts of "other" and the rest.
+    step = visible(section(html, "step"))
+    assert "before forward 0.265 ms 1%" in step and "rest of other" in step
+    # Operators.
+    ops = section(html, "operators")
+    assert ops.count("<tr>") == 3 and "aten::convolution_backward" in ops and "40.2 ms" in visible(ops)
+    assert "412" in visible(ops) and "8.5 µs" in visible(ops) and "12%" in visible(ops)
+    # GPU: generic key/value tables, a sparkline for the long series, a table for records.
+    gpu = section(html, "gpu")
+    assert "NVIDIA H100 80GB HBM3" in gpu and "37.5%" in visible(gpu) and "3.00 GiB" in visible(gpu)
+    assert gpu.count('<polyline class="spark-line"') == 1 and "40 values" in visible(gpu)
+    assert "sm90_xmma_gemm" in gpu
+    # DDP: the per-rank table, then the rest.
+    ddp = section(html, "ddp")
+    ranks = re.search(r'<table class="data records sortable ranks">(.*?)</table>', ddp, re.S).group(1)
+    assert ranks.count("<tr>") == 3 and "node-b" in ranks and "41.9 ms" in visible(ranks)
+    assert "communication share 22%" in visible(ddp) and "nccl" in ddp
+    nav = Page(html.split("<main>")[0]).all("a")
+    assert {"#gpu", "#ddp"} <= {a["href"] for a in nav}
+    env = visible(section(html, "environment"))
+    assert "OMP_NUM_THREADS 4" in env and "stood aside at step 6: another profiler was already running" in env
+    assert "The first step (warm-up) is left out" in env
+    assert_no_none_or_nan(html)
+
+
+def test_minimal_report_says_not_measured():
+    html = render_html(minimal())
+    text = Page(html).visible
+    assert Page(html).all("span", **{"class": "status-failed"})
+    assert "<strong>RuntimeError</strong>: <span class=\"message\">CUDA out of memory</span>" in html
+    assert "exit code 1" in text
+    assert "No findings." in text
+    for anchor in ("step", "timeline", "operators", "dataloader", "host"):
+        assert "Not measured" in visible(section(html, anchor)), anchor
+    assert 'id="gpu"' not in html and 'id="ddp"' not in html
+    assert_no_none_or_nan(html)
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {},
+        {key: None for key in minimal()},
+        {"run": {"source": "trace", "status": "completed"}, "steps": {"count": 3, "series": {"duration_ms": [1.0, 2.0, 3.0]}}},
+    ],
+    ids=["empty", "all-null", "trace-durations-only"],
+)
+def test_degenerate_reports_render(report):
+    html = render_html(report)
+    assert "Not measured" in html
+    assert_no_none_or_nan(html)
+
+
+def test_trace_report_with_durations_only():
+    report = {"run": {"source": "trace", "status": "completed"}, "steps": {"count": 3, "series": {"duration_ms": [1.0, 2.0, 3.0]}}}
+    html = render_html(report)
+    assert "from profiler traces" in html and "<h1>traces</h1>" in html
+    timeline = section(html, "timeline")
+    assert timeline.count('<g class="step-bar">') == 3 and "step 2: 3.00 ms" in timeline
+    assert "(it was built from profiler traces)" in visible(section(html, "host"))
+
+
+def test_unknown_fields_and_non_finite_numbers():
+    report = rich()
+    report["brand_new_section"] = {"x": 1}
+    report["steps"]["time_ms"]["mean"] = float("nan")
+    report["steps"]["time_ms"]["p95"] = float("inf")
+    report["host"]["new_metric_ms"] = 3.0
+    report["dataloader"]["loaders"][0]["new_stat_ms"] = 2.5
+    report["gpu"]["nested"] = {"deeper": {"deepest": {"value_bytes": None, "share": float("nan")}}}
+    html = render_html(report)
+    assert "Mean step n/a (median 22.4 ms, p95 n/a" in visible(section(html, "step"))
+    assert "new stat 2.50 ms" in visible(section(html, "dataloader"))
+    assert_no_none_or_nan(html)
+
+
+# --- escaping and offline ---------------------------------------------------------------------
+
+
+def hostile() -> dict:
+    report = rich()
+    report["run"]["script"] = f"/tmp/{HOSTILE}.py"
+    report["run"]["argv"] = [HOSTILE, "--x", HOSTILE]
+    report["run"]["status"] = HOSTILE
+    report["run"]["error"] = {"type": HOSTILE, "message": HOSTILE}
+    report["findings"][0].update(title=HOSTILE, advice=HOSTILE, fix=HOSTILE, id=HOSTILE, area=HOSTILE, severity=HOSTILE)
+    report["findings"][0]["evidence"] = {HOSTILE: HOSTILE, "n": [HOSTILE], "rows": [{HOSTILE: HOSTILE}]}
+    report["findings"][1]["docs"] = "javascript:alert(1)"
+    report["operators"]["top"][0].update(name=HOSTILE, input_dims=HOSTILE)
+    report["operators"]["trace_files"] = [HOSTILE]
+    report["environment"]["env"] = {HOSTILE: HOSTILE}
+    report["environment"]["versions"]["torch"] = HOSTILE
+    report["notes"] = [HOSTILE]
+    report["dataloader"]["loaders"][0]["dataset"]["type"] = HOSTILE
+    report["dataloader"]["loaders"][0]["args"][HOSTILE] = HOSTILE
+    report["steps"]["breakdown"] = {**report["steps"]["breakdown"], HOSTILE: 0.01, "<svg/onload=alert(1)>": 0.5}
+    report["steps"]["series"][f"{HOSTILE}_ms"] = [0.1] * len(report["steps"]["series"]["step"])
+    report["gpu"][HOSTILE] = {HOSTILE: HOSTILE}
+    report["ddp"]["ranks"][0][HOSTILE] = HOSTILE
+    report["profiler"]["stood_aside"]["reason"] = HOSTILE
+    return report
+
+
+def test_hostile_strings_are_escaped_everywhere():
+    html = render_html(hostile())
+    page = Page(html)
+    assert page.all("img") == []
+    assert len(page.all("script")) == 1
+    assert all("alert(1)" not in script for script in page.scripts)
+    assert "onerror" not in {key for _, attributes in page.tags for key in attributes}
+    assert "javascript:" not in " ".join(str(a.get("href")) for a in page.all("a"))
+    # The text is shown as text, intact (the template syntax is not evaluated).
+    assert page.visible.count("{{ 7*7 }}") >= 10 and "ünïcødé ✓ 火" in page.visible
+    assert 'onerror=alert(1)>' in page.visible
+    assert "<img" not in html and "</script><script>" not in html
+    # Data-derived SVG labels are escaped text too.
+    assert re.search(r'<text class="seg-label"[^>]*>&lt;svg/onload=alert\(1\)&gt; 50%</text>', html)
+    assert "onload" not in {key for _, attributes in page.tags for key in attributes}
+
+
+def test_page_is_offline_and_locked_down():
+    html = render_html(rich())
+    page = Page(html)
+    for _, attributes in page.tags:
+        assert "src" not in attributes
+    for tag, attributes in page.tags:
+        assert tag not in ("link", "iframe", "object", "embed", "img", "base")
+    lowered = html.lower()
+    assert "@import" not in lowered
+    assert not re.search(r"url\(\s*['\"]?\s*(https?:)?//", lowered)
+    assert not re.search(r"src\s*=\s*['\"]?\s*(https?:)?//", lowered)
+    # Every absolute URL on the page is a link (finding docs, Perfetto), never a fetch.
+    for url in re.findall(r"https?://[^\s\"'<>]+", html):
+        assert any(url == a.get("href") for a in page.all("a")), url
+    # The Content-Security-Policy forbids fetches and allows only the page's own script.
+    csp = page.all("meta", **{"http-equiv": "Content-Security-Policy"})[0]["content"]
+    assert "default-src 'none'" in csp
+    digest = base64.b64encode(hashlib.sha256(page.scripts[0].encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp
+
+
+# --- charts -----------------------------------------------------------------------------------
+
+
+def series(n: int, profiled: set[int] = frozenset()) -> dict:
+    return {
+        "stride": 1,
+        "step": list(range(n)),
+        "duration_ms": [10.0] * n,
+        "profiled": [i in profiled for i in range(n)],
+        **{f"{phase}_ms": [2.0] * n for phase in charts.PHASES},
+    }
+
+
+def test_timeline_bars_for_a_known_series():
+    chart = charts.step_timeline(series(3, profiled={1}))
+    assert chart["mode"] == "bars" and len(chart["bars"]) == 3
+    assert all(len(bar["segments"]) == 5 for bar in chart["bars"])
+    assert [band["steps"] for band in chart["bands"]] == [(1, 1)]
+    # Stacked: each segment starts where the one below ends, the top one at 10 ms.
+    bar = chart["bars"][0]
+    for lower, upper in zip(bar["segments"], bar["segments"][1:]):
+        assert math.isclose(upper["y"] + upper["h"], lower["y"], abs_tol=0.15)
+    plot = chart["plot"]
+    assert math.isclose(bar["segments"][-1]["y"], plot["bottom"] - 10 / chart["top_ms"] * plot["h"], abs_tol=0.15)
+    report = reference()
+    report["steps"]["series"] = series(3, profiled={1})
+    timeline = section(render_html(report), "timeline")
+    chart = timeline.split("<figcaption")[0]
+    assert chart.count('<g class="step-bar">') == 3 and chart.count("<rect") == 3 * 5 + 2  # bars; one band and its strip
+
+
+def test_timeline_single_step_and_long_series():
+    one = charts.step_timeline(series(1))
+    assert len(one["bars"]) == 1 and one["xticks"][0]["label"] == "0"
+    long = charts.step_timeline(series(1000, profiled=set(range(5, 11))))
+    assert long["mode"] == "area" and len(long["areas"]) == 5
+    assert all(len(area["points"].split()) == 2 * 1000 for area in long["areas"])
+    assert len(long["bands"]) == 1
+    report = reference()
+    report["steps"]["series"] = series(1000)
+    timeline = section(render_html(report), "timeline")
+    assert timeline.count('<polygon class="area"') == 5 and timeline.count('data-count="1000"') == 5
+
+
+def test_timeline_clips_outliers_but_not_ordinary_steps():
+    data = series(50)
+    data["duration_ms"][0] = 500.0
+    data["forward_ms"][0] = 492.0
+    chart = charts.step_timeline(data)
+    assert chart["top_ms"] < 500 and [c["step"] for c in chart["clipped"]] == [0]
+    assert charts.step_timeline(series(50))["clipped"] == []
+
+
+def test_host_cpu_chart_points():
+    chart = charts.host_charts(reference()["host"])["cpu"]
+    assert [line["label"] for line in chart["lines"]] == ["whole machine", "this process", "DataLoader workers & children"]
+    assert all(line["count"] == 8 and len(line["markers"]) == 8 for line in chart["lines"])
+    assert chart["guides"][0]["label"] == "2 usable cores"
+    host = section(render_html(reference()), "host")
+    assert host.count('<polyline class="line"') == 4  # three CPU lines and RSS
+    assert host.count('<circle class="marker"') == 4 * 8
+
+
+def test_breakdown_bar_segments():
+    bar = charts.breakdown_bar({"dataloader": 0.25, "forward": 0.5, "other": 0.25, "new_phase": 0.0})
+    assert [s["phase"] for s in bar["segments"]] == ["dataloader", "forward", "other"]
+    assert [s["w"] for s in bar["segments"]] == [240.0, 480.0, 240.0]
+    assert charts.breakdown_bar(None) is None and charts.breakdown_bar({"forward": float("nan")}) is None
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, key, shown",
+    [
+        (0.4691, "share", "46.9%"),
+        (0.0004, "gap_share", "<0.1%"),
+        (0.5, "estimated_saving", "50%"),
+        (0.434, "wait_ms", "0.434 ms"),
+        (22.351, "p50_ms", "22.4 ms"),
+        (167.952, "x_ms", "168 ms"),
+        (12500.0, "x_ms", "12.5 s"),
+        (0.004, "x_ms", "4 µs"),
+        (8.5, "median_op_us", "8.5 µs"),
+        (408055808, "rss_peak_bytes", "389.2 MiB"),
+        (383.52, "rss_mb", "383.5 MiB"),
+        (92.38, "system_cpu_percent", "92.4%"),
+        (68.678, "involuntary_switches_per_s", "68.7/s"),
+        (6.121, "duration_s", "6.1 s"),
+        (6400, "length", "6,400"),
+        (True, "pin_memory", "yes"),
+        (None, "anything_ms", "n/a"),
+        (float("nan"), "x", "n/a"),
+        ([1, 2], "x_ms", "1.00 ms, 2.00 ms"),
+        ("text", "x_ms", "text"),
+    ],
+)
+def test_fmt_value(value, key, shown):
+    assert fmt_value(value, key) == shown
+
+
+def test_small_formatters():
+    assert fmt_ms(None) == "n/a" and fmt_pct(float("inf")) == "n/a" and fmt_num(0.0) == "0"
+    assert fmt_bytes(0) == "0 B" and fmt_bytes(3 * 2**30) == "3.00 GiB"
+    assert fmt_label("wait_p50_ms") == "wait p50" and fmt_label("interval_s") == "interval"
+    assert fmt_ranges([5, 6, 7, 9, 11, 12]) == "5–7, 9, 11–12" and fmt_ranges([]) == "none"
+    assert safe_url("https://x.org/a") == "https://x.org/a"
+    assert safe_url("javascript:alert(1)") is None and safe_url("https://x.org/a b") is None
+
+
+def test_report_object_is_not_modified():
+    report = rich()
+    before = copy.deepcopy(report)
+    render_html(report)
+    assert report == before
