@@ -11,21 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
+from .command import Command
 from .errors import EXIT_USAGE, PerfdoctorError
 
-
-class Command:
-    name: str
-    help: str
-
-    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        pass
-
-    def run(self, args: argparse.Namespace) -> int:
-        raise NotImplementedError
+if TYPE_CHECKING:
+    from .rundir import RunDir
 
 
 def _positive_int(text: str) -> int:
@@ -100,9 +93,9 @@ class RunCommand(Command):
             profile_steps=steps,
             profile_stack=args.profile_stack,
             host_interval_s=args.host_interval,
-            run_name=Path(target.display_name).stem or "run",
+            run_name=args.module or Path(target.display_name).stem or "run",  # where finish_run puts scalars
         )
-        rundir = RunDir(args.out or default_run_dir(target.display_name))
+        rundir = _fresh_run_dir(RunDir(args.out or default_run_dir(target.display_name)))
         session = Session(rundir=rundir, target=target.describe(), options=options)
         outcome = run_in_session(target, session)
         finish_run(rundir, config, outcome, quiet=args.quiet)
@@ -125,6 +118,46 @@ class ReportCommand(Command):
         config = _load_config(args.config, Path.cwd())
         report_paths(args.paths, args.out, config, quiet=args.quiet)
         return 0
+
+
+def _fresh_run_dir(rundir: "RunDir") -> "RunDir":
+    """Create the run directory, or say in one line why it cannot be."""
+    try:
+        _clear_previous_run(rundir)
+        return rundir.create()
+    except OSError as error:
+        raise PerfdoctorError(f"cannot use {rundir.root} as the run directory: {error.strerror or error}")
+
+
+def _clear_previous_run(rundir: "RunDir") -> None:
+    """An earlier run into the same --out: remove its raw files, the traces and scalars it names,
+    and its reports, so that none of them mix into this run's report. Only files that an earlier
+    run says it wrote are touched; anything else in the directory is left alone."""
+    import json
+
+    from .rundir import RAW_SCHEMA, TRACE_SUFFIXES
+
+    raw: dict[Path, dict] = {}
+    for path in sorted(rundir.raw.glob("*.json")) if rundir.raw.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("schema") == RAW_SCHEMA:
+            raw[path] = data
+    if not raw:
+        return
+    root = rundir.root.resolve()
+    stale = [*raw, rundir.report_json, rundir.report_html]
+    for path, data in raw.items():
+        traces = data.get("traces") if path.name.startswith("profiler") else None
+        stale += [rundir.root / str(trace) for trace in traces or [] if str(trace).endswith(TRACE_SUFFIXES)]
+        if path.name.startswith("run.") or path.name == "run.json":  # scalars: where finish_run wrote them
+            name = Path(str(data.get("script") or "")).stem or data.get("module") or "run"
+            stale += list((rundir.tb / str(name)).glob("events.out.tfevents.*"))
+    for path in stale:
+        if path.is_file() and root in path.resolve().parents:
+            path.unlink()
 
 
 def _load_config(path: Path | None, start: Path):
@@ -179,7 +212,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     subparsers.required = True
     by_name = {}
     for command in COMMANDS:
-        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        # No abbreviated options: split_run_argv must know every option of ours exactly.
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help, allow_abbrev=False)
         command.prepare_parser(sub)
         sub.set_defaults(command_object=command)
         by_name[command.name] = sub

@@ -55,17 +55,12 @@ class Target:
             if path.is_dir() and not (path / "__main__.py").exists():
                 raise PerfdoctorError(f"{self.script} is a directory without __main__.py")
         elif self.module is not None:
-            import importlib.util
-
-            sys.path.insert(0, os.getcwd())
-            try:
-                found = importlib.util.find_spec(self.module) is not None
-            except (ImportError, ValueError):
-                found = False
-            finally:
-                sys.path.pop(0)
-            if not found:
+            spec = _find_spec(self.module)
+            if spec is None:
                 raise PerfdoctorError(f"no module named {self.module!r}")
+            if spec.submodule_search_locations is not None and _find_spec(f"{self.module}.__main__") is None:
+                # python -m runs a package's __main__ submodule
+                raise PerfdoctorError(f"{self.module!r} is a package without __main__ and cannot be run with -m")
 
     def describe(self) -> dict[str, Any]:
         key = "module" if self.module else "script"
@@ -83,11 +78,58 @@ class Target:
                 assert self.script is not None
                 sys.argv = [self.script, *self.args]
                 _set_path0(os.path.dirname(os.path.realpath(self.script)))
-                runpy.run_path(self.script, run_name="__main__")
+                _run_script(self.script)
         finally:
             sys.argv = saved_argv
             if saved_path0 is not None:
                 _set_path0(saved_path0)
+
+
+def _run_script(path: str) -> None:
+    """`python SCRIPT` for a source file: as __main__, with `__file__` (and the code's file name)
+    absolute as Python 3.9+ sets them while sys.argv[0] stays as given; runpy.run_path would
+    leave `__file__` relative. A directory, zip or .pyc goes through runpy."""
+    import builtins
+    import importlib.machinery
+    import types
+    import zipfile
+
+    absolute = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)  # as python: not normalised
+    if not os.path.isfile(absolute) or absolute.endswith((".pyc", ".pyo")) or zipfile.is_zipfile(absolute):
+        runpy.run_path(path, run_name="__main__")
+        return
+    with open(absolute, "rb") as file:
+        source = file.read()
+    code = compile(source, absolute, "exec", dont_inherit=True)
+    module = types.ModuleType("__main__")
+    module.__dict__.update(
+        __file__=absolute,
+        __cached__=None,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", absolute),
+        __package__=None,
+        __spec__=None,
+        __builtins__=builtins,
+    )
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(code, module.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _find_spec(name: str) -> Any:
+    """The module's spec as `python -m` would find it (the current directory first), or None."""
+    import importlib.util
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    finally:
+        sys.path.pop(0)
 
 
 def _set_path0(entry: str) -> None:
@@ -133,6 +175,7 @@ def _outcome_of_exit(stop: SystemExit) -> Outcome:
     if code is None:
         return Outcome(0, STATUS_COMPLETED)
     if isinstance(code, int):
+        code = int(code)  # sys.exit(not ok): a bool is 0 or 1, and report.json wants a number
         status = STATUS_COMPLETED if code == 0 else STATUS_FAILED
         return Outcome(code, status, None if code == 0 else {"type": "SystemExit", "message": str(code)})
     print(code, file=sys.stderr)
@@ -158,14 +201,17 @@ def _install_sigterm() -> Any:
 def _print_user_traceback(error: BaseException) -> None:
     """The traceback without perfdoctor's and runpy's own frames in front of the user's."""
     tb: TracebackType | None = error.__traceback__
-    package = str(Path(__file__).parent)
+    package = str(Path(__file__).parent) + os.sep
 
-    def is_own(filename: str) -> bool:
-        return filename.startswith(package) or filename == runpy.__file__
+    def is_own(frame: FrameType) -> bool:  # runpy's frames read "<frozen runpy>" on 3.11+
+        filename = frame.f_code.co_filename
+        return filename.startswith(package) or filename == runpy.__file__ or frame.f_globals.get("__name__") == "runpy"
 
-    while tb is not None and is_own(tb.tb_frame.f_code.co_filename):
+    while tb is not None and is_own(tb.tb_frame):
         tb = tb.tb_next
-    traceback.print_exception(type(error), error, tb or error.__traceback__, file=sys.stderr)
+    if tb is None and not isinstance(error, SyntaxError):  # raised in perfdoctor itself: show it all
+        tb = error.__traceback__
+    traceback.print_exception(type(error), error, tb, file=sys.stderr)
 
 
 def run_target(target: Target, session: Session, finish: Callable[[Outcome], None]) -> int:

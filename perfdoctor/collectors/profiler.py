@@ -62,14 +62,20 @@ class ProfilerCollector(Collector):
         self._patched: list[tuple[Any, str, Any]] = []
         self._ctx: CollectorContext | None = None
         self._last_step = -1
+        self._discard = False
 
     def start(self, ctx: CollectorContext) -> None:
-        import torch
-        from torch.profiler import ProfilerActivity, profile
-
         self._ctx = ctx
         options = ctx.options
         self._window = choose_window(options.max_steps, options.profile_start, options.profile_steps)
+        self._start_profiler()
+        ctx.clock.add_listener(self._on_step_end)
+
+    def _start_profiler(self) -> None:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        assert self._ctx is not None
         activities = [ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(ProfilerActivity.CUDA)
@@ -79,11 +85,11 @@ class ProfilerCollector(Collector):
             on_trace_ready=self._export,
             record_shapes=True,
             with_flops=True,
-            with_stack=options.profile_stack,
+            with_stack=self._ctx.options.profile_stack,
         )
+        self._done = False
         self._watch_for_user_profilers()
         self._profiler.start()
-        ctx.clock.add_listener(self._on_step_end)
 
     def _schedule(self, step: int) -> Any:
         from torch.profiler import ProfilerAction
@@ -99,6 +105,10 @@ class ProfilerCollector(Collector):
         return ProfilerAction.RECORD
 
     def _on_step_end(self, index: int) -> None:
+        restarted = index <= self._last_step
+        self._last_step = index
+        if restarted and (self._profiled_steps or self._traces) and self._stood_aside is None:
+            self._restart()
         if self._done or self._profiler is None:
             return
         window = self._window
@@ -115,7 +125,29 @@ class ProfilerCollector(Collector):
         assert self._ctx is not None
         self._ctx.clock.add_overhead(time.perf_counter_ns() - t0)
 
+    def _restart(self) -> None:
+        """The first optimizer step folded the DataLoader batch-steps before it (a validation or
+        statistics pass, say) into one warm-up step, and step numbers began again: what was profiled
+        of those steps is dropped, and the window is profiled again on the training steps."""
+        assert self._ctx is not None
+        t0 = time.perf_counter_ns()
+        self._discard = True
+        try:
+            if not self._done:
+                self._finish()
+        finally:
+            self._discard = False
+        for trace in self._traces:
+            (self._ctx.rundir.root / trace).unlink(missing_ok=True)
+        self._traces = []
+        self._profiled_steps = []
+        self._export_s = 0.0
+        self._start_profiler()
+        self._ctx.clock.add_overhead(time.perf_counter_ns() - t0)
+
     def _export(self, prof: Any) -> None:
+        if self._discard:
+            return
         assert self._ctx is not None
         t0 = time.perf_counter_ns()
         ctx = self._ctx
