@@ -72,19 +72,34 @@ class RunCommand(Command):
         parser.add_argument("--host-interval", type=_positive_float, default=0.5, metavar="SECONDS", help="host sampling interval (default 0.5)")
         parser.add_argument("--config", type=Path, help="pyproject.toml with [tool.perfdoctor] (default: nearest one)")
         parser.add_argument("-q", "--quiet", action="store_true", help="no console summary")
+        distributed = parser.add_argument_group(
+            "distributed (through torch.distributed.run; each rank is instrumented)",
+        )
+        distributed.add_argument("--nproc-per-node", metavar="N", help="processes per node: launch the job with torchrun")
+        distributed.add_argument("--nnodes", metavar="N[:M]", help="as torchrun's --nnodes")
+        distributed.add_argument("--node-rank", metavar="R", help="as torchrun's --node-rank")
+        distributed.add_argument("--rdzv-backend", metavar="NAME", help="as torchrun's --rdzv-backend")
+        distributed.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="as torchrun's --rdzv-endpoint")
+        distributed.add_argument("--rdzv-id", metavar="ID", help="as torchrun's --rdzv-id")
+        distributed.add_argument("--master-addr", metavar="HOST", help="as torchrun's --master-addr")
+        distributed.add_argument("--master-port", metavar="PORT", help="as torchrun's --master-port")
+        distributed.add_argument("--max-restarts", metavar="N", help="as torchrun's --max-restarts")
         parser.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script, like python -m")
         parser.add_argument("script", nargs="?", help="the training script; what follows it goes to the script untouched")
 
     def run(self, args: argparse.Namespace) -> int:
         from .collectors.base import RunOptions
         from .finish import finish_run
+        from .launch import distributed_run_dir, launched_by_perfdoctor
         from .rundir import RunDir, default_run_dir
         from .runner import Target, run_in_session
-        from .session import Session
+        from .session import DistributedIdentity, Session
 
         target = Target(script=args.script, module=args.module, args=list(args.script_args))
         target.check()
         config = _load_config(args.config, Path(args.script).parent if args.script else Path.cwd())
+        if args.nproc_per_node is not None:
+            return self._launch(args, target, config)
         start, steps = (None, None) if args.profile_steps is None else (args.profile_steps[0], args.profile_steps[1] - args.profile_steps[0] + 1)
         options = RunOptions(
             max_steps=args.max_steps,
@@ -95,11 +110,44 @@ class RunCommand(Command):
             host_interval_s=args.host_interval,
             run_name=args.module or Path(target.display_name).stem or "run",  # where finish_run puts scalars
         )
-        rundir = _fresh_run_dir(RunDir(args.out or default_run_dir(target.display_name)))
-        session = Session(rundir=rundir, target=target.describe(), options=options)
+        identity = DistributedIdentity.from_env()
+        if identity.rank is None:
+            rundir = _fresh_run_dir(RunDir(args.out or default_run_dir(target.display_name)))
+            session = Session(rundir=rundir, target=target.describe(), options=options, identity=identity)
+            outcome = run_in_session(target, session)
+            finish_run(rundir, config, outcome, quiet=args.quiet)
+            return outcome.exit_code
+        # One rank of a torchrun job: its own files, its summary; rank 0 merges unless we launched it.
+        out = args.out or distributed_run_dir(Path(target.display_name).stem) or default_run_dir(target.display_name)
+        launched = launched_by_perfdoctor()
+        rundir = RunDir(out) if launched else _fresh_run_dir(RunDir(out), rank=identity.rank)
+        session = Session(rundir=rundir, target=target.describe(), options=options, identity=identity)
         outcome = run_in_session(target, session)
-        finish_run(rundir, config, outcome, quiet=args.quiet)
+        _summarise_rank(rundir, identity.rank)
+        if identity.rank == 0 and not launched:
+            from .launch import wait_for_ranks
+
+            wait_for_ranks(rundir, identity.world_size)
+            finish_run(rundir, config, outcome, quiet=args.quiet)
         return outcome.exit_code
+
+    def _launch(self, args: argparse.Namespace, target: "Target", config: "Config") -> int:
+        from .finish import finish_run
+        from .launch import TORCHRUN_OPTIONS, launch
+        from .rundir import RunDir, default_run_dir
+        from .session import STATUS_INTERRUPTED, Outcome
+
+        rundir = _fresh_run_dir(RunDir(args.out or default_run_dir(target.display_name)))
+        torchrun_args = [f"{flag}={getattr(args, dest)}" for flag, dest in TORCHRUN_OPTIONS if getattr(args, dest) is not None]
+        if args.nnodes in (None, "1", "1:1") and not (args.rdzv_endpoint or args.master_addr or args.master_port):
+            torchrun_args.insert(0, "--standalone")  # one machine: torchrun picks a free port
+        result = launch(torchrun_args, [*_rank_options(args, rundir), *target.command_line()])
+        if rundir.ranks("run"):
+            status = Outcome(result.exit_code, STATUS_INTERRUPTED) if result.interrupted else Outcome(result.exit_code, "completed")
+            finish_run(rundir, config, status, quiet=args.quiet)
+        else:
+            print(f"perfdoctor: no rank left measurements in {rundir.root} (torchrun exit status {result.exit_code})", file=sys.stderr)
+        return result.exit_code
 
 
 class ReportCommand(Command):
@@ -120,16 +168,41 @@ class ReportCommand(Command):
         return 0
 
 
-def _fresh_run_dir(rundir: "RunDir") -> "RunDir":
+def _rank_options(args: argparse.Namespace, rundir: "RunDir") -> list[str]:
+    """The `run` options each rank of a launched job gets: ours, minus the launch itself."""
+    options = ["--out", str(rundir.root), "-q", "--host-interval", str(args.host_interval)]
+    if args.max_steps is not None:
+        options += ["--max-steps", str(args.max_steps)]
+    if args.profile_steps is not None:
+        options += ["--profile-steps", f"{args.profile_steps[0]}-{args.profile_steps[1]}"]
+    if args.no_profile:
+        options.append("--no-profile")
+    if args.profile_stack:
+        options.append("--profile-stack")
+    if args.config is not None:
+        options += ["--config", str(args.config)]
+    return options
+
+
+def _summarise_rank(rundir: "RunDir", rank: int | None) -> None:
+    from .analysis.load import write_rank_summary
+
+    try:
+        write_rank_summary(rundir, rank)
+    except Exception as error:  # the merge can still summarise this rank from its raw files
+        print(f"perfdoctor: rank {rank}: summary not written ({type(error).__name__}: {error})", file=sys.stderr)
+
+
+def _fresh_run_dir(rundir: "RunDir", rank: int | None = None) -> "RunDir":
     """Create the run directory, or say in one line why it cannot be."""
     try:
-        _clear_previous_run(rundir)
+        _clear_previous_run(rundir, rank)
         return rundir.create()
     except OSError as error:
         raise PerfdoctorError(f"cannot use {rundir.root} as the run directory: {error.strerror or error}")
 
 
-def _clear_previous_run(rundir: "RunDir") -> None:
+def _clear_previous_run(rundir: "RunDir", rank: int | None = None) -> None:
     """An earlier run into the same --out: remove its raw files, the traces and scalars it names,
     and its reports, so that none of them mix into this run's report. Only files that an earlier
     run says it wrote are touched; anything else in the directory is left alone."""
@@ -138,7 +211,10 @@ def _clear_previous_run(rundir: "RunDir") -> None:
     from .rundir import RAW_SCHEMA, TRACE_SUFFIXES
 
     raw: dict[Path, dict] = {}
+    mine = f".rank{rank}.json"
     for path in sorted(rundir.raw.glob("*.json")) if rundir.raw.is_dir() else []:
+        if rank is not None and not path.name.endswith(mine):
+            continue  # another rank of this job (or of the last one): it clears its own
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -148,11 +224,11 @@ def _clear_previous_run(rundir: "RunDir") -> None:
     if not raw:
         return
     root = rundir.root.resolve()
-    stale = [*raw, rundir.report_json, rundir.report_html]
+    stale = [*raw, rundir.report_json, rundir.report_html] if rank in (None, 0) else list(raw)
     for path, data in raw.items():
         traces = data.get("traces") if path.name.startswith("profiler") else None
         stale += [rundir.root / str(trace) for trace in traces or [] if str(trace).endswith(TRACE_SUFFIXES)]
-        if path.name.startswith("run.") or path.name == "run.json":  # scalars: where finish_run wrote them
+        if path.name.startswith("run.") and rank in (None, 0):  # scalars: where finish_run wrote them
             name = Path(str(data.get("script") or "")).stem or data.get("module") or "run"
             stale += list((rundir.tb / str(name)).glob("events.out.tfevents.*"))
     for path in stale:

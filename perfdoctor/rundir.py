@@ -55,6 +55,25 @@ class RunDir:
     def write_raw(self, name: str, rank: int | None, payload: dict[str, Any]) -> Path:
         return write_json(self.raw_path(name, rank), {"schema": RAW_SCHEMA, **payload})
 
+    def read_raw_file(self, name: str, rank: int | None) -> dict[str, Any] | None:
+        """One rank's copy of one raw file, or None if absent or unreadable."""
+        try:
+            data = json.loads(self.raw_path(name, rank).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # a collector that died mid-write loses its own file, nothing else
+        return data if isinstance(data, dict) else None
+
+    def ranks(self, name: str = "run") -> list[int | None]:
+        """The ranks that wrote a raw file `name` (None: a run without torch.distributed)."""
+        if not self.raw.is_dir():
+            return []
+        found = []
+        for path in self.raw.glob(f"{name}*.json"):
+            match = _RANK_FILE.match(path.name)
+            if match and match["name"] == name:
+                found.append(int(match["rank"]) if match["rank"] else None)
+        return sorted(found, key=lambda rank: -1 if rank is None else rank)
+
     def read_raw(self, name: str) -> dict[int | None, dict[str, Any]]:
         """Every rank's copy of one raw file, keyed by rank (None when not distributed)."""
         found: dict[int | None, dict[str, Any]] = {}

@@ -62,6 +62,11 @@ class Target:
                 # python -m runs a package's __main__ submodule
                 raise PerfdoctorError(f"{self.module!r} is a package without __main__ and cannot be run with -m")
 
+    def command_line(self) -> list[str]:
+        """How to hand this target on to another `perfdoctor run` (a rank under torchrun)."""
+        head = ["-m", self.module] if self.module else [str(self.script)]
+        return [*head, *self.args]
+
     def describe(self) -> dict[str, Any]:
         key = "module" if self.module else "script"
         return {key: self.module or self.script, "argv": list(self.args)}

@@ -58,7 +58,9 @@ def default_collectors(options: RunOptions) -> list[Collector]:
     from .collectors.host import HostSampler
     from .collectors.settings import SettingsSnapshot
 
-    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot()]
+    from .collectors.ddp import DdpCollector
+
+    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector()]
     if options.profile:
         from .collectors.profiler import ProfilerCollector
 

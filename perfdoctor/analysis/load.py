@@ -1,7 +1,12 @@
-"""Build RunData from a run directory's raw files and traces, nothing else."""
+"""Build RunData from a run directory's raw files and traces, nothing else.
+
+A distributed run is read as its first rank's data, plus the job-wide `ddp` section merged from
+every rank's compact summary (see `ranks.py`).
+"""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -9,20 +14,36 @@ from ..errors import PerfdoctorError
 from ..rundir import RunDir
 from .dataloader import summarize_loaders
 from .host import summarize_host
+from .ranks import SUMMARY_SCHEMA, merge_ranks, rank_summary
 from .rundata import RunData, RunInfo
 from .steps import WARMUP_STEPS, series_from_raw, step_stats
+
+STATUS_WEIGHT = {"failed": 3, "interrupted": 2, "stopped": 1, "completed": 0}
 
 
 def load_run(root: Path) -> RunData:
     rundir = RunDir(Path(root))
-    runs = rundir.read_raw("run")
-    if not runs:
+    ranks = rundir.ranks("run")
+    if not ranks:
         raise PerfdoctorError(f"{root} is not a perfdoctor run directory (no raw/run.json)")
-    rank = min(runs, key=lambda r: -1 if r is None else r)
-    run_raw = runs[rank]
+    data, ddp_raw = load_rank(rundir, ranks[0])
+    distributed = ranks != [None]
+    if distributed or ddp_raw:
+        summaries = [_summary(rundir, rank, (data, ddp_raw) if rank == ranks[0] else None) for rank in ranks]
+        summaries = [summary for summary in summaries if summary]
+        data.ddp = merge_ranks(summaries, data.run.ranks if distributed else 1)
+        _job_outcome(data, summaries)
+    return data
+
+
+def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, dict[str, Any] | None]:
+    """One rank's RunData (its own steps, DataLoader, host, trace) and its raw DDP record."""
+    run_raw = rundir.read_raw_file("run", rank)
+    if run_raw is None:
+        raise PerfdoctorError(f"{rundir.root}: unreadable {rundir.raw_path('run', rank).name}")
 
     def raw(name: str) -> dict[str, Any]:
-        return rundir.read_raw(name).get(rank) or {}
+        return rundir.read_raw_file(name, rank) or {}
 
     settings = raw("settings")
     profiler = raw("profiler") or None
@@ -36,9 +57,42 @@ def load_run(root: Path) -> RunData:
         host=summarize_host(raw("host"), (settings.get("cpu") or {}).get("affinity"), WARMUP_STEPS),
         profiler=profiler,
     )
-    _add_trace(data, rundir, profiler)
+    _add_trace(data, rundir, profiler, rank)
     _add_notes(data, run_raw, profiler)
-    return data
+    return data, rundir.read_raw_file("ddp", rank)
+
+
+def write_rank_summary(rundir: RunDir, rank: int | None) -> dict[str, Any]:
+    """Where a rank ran: summarise it (its trace included) for the merge."""
+    data, ddp_raw = load_rank(rundir, rank)
+    summary = rank_summary(data, ddp_raw, rank, socket.gethostname())
+    rundir.write_raw("summary", rank, summary)
+    return summary
+
+
+def _summary(rundir: RunDir, rank: int | None, loaded: tuple[RunData, Any] | None) -> dict[str, Any] | None:
+    existing = rundir.read_raw_file("summary", rank)
+    if existing and existing.get("schema") == SUMMARY_SCHEMA:
+        return existing
+    try:
+        data, ddp_raw = loaded or load_rank(rundir, rank)
+    except PerfdoctorError:
+        return None
+    return rank_summary(data, ddp_raw, rank, None)
+
+
+def _job_outcome(data: RunData, summaries: list[dict[str, Any]]) -> None:
+    """The job ended as badly as its worst rank; say which ranks are missing."""
+    worst = max(summaries, key=lambda s: STATUS_WEIGHT.get(str(s.get("status")), 0), default=None)
+    if worst and STATUS_WEIGHT.get(str(worst.get("status")), 0) > STATUS_WEIGHT.get(data.run.status, 0):
+        data.run.status = str(worst["status"])
+        data.notes.append(f"Rank {worst.get('rank')} ended {worst['status']} (exit status {worst.get('exit_code')}).")
+    expected = data.run.ranks
+    if expected > len(summaries):
+        data.notes.append(
+            f"{len(summaries)} of {expected} ranks left their measurements in this run directory "
+            "(on several machines, point --out at a shared file system)."
+        )
 
 
 def _run_info(raw: dict[str, Any]) -> RunInfo:
@@ -66,9 +120,11 @@ def environment_from_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return environment
 
 
-def _add_trace(data: RunData, rundir: RunDir, profiler: dict[str, Any] | None) -> None:
+def _add_trace(data: RunData, rundir: RunDir, profiler: dict[str, Any] | None, rank: int | None) -> None:
     listed = [rundir.root / path for path in (profiler or {}).get("traces") or []]
-    paths = [path for path in listed if path.exists()] or rundir.trace_files()
+    paths = [path for path in listed if path.exists()]
+    if not paths and rank is None and not profiler:
+        paths = rundir.trace_files()
     if not paths:
         return
     from .trace_summary import summarize_traces

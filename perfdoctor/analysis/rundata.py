@@ -128,6 +128,8 @@ class TraceSummary:
     gap_share: float | None = None  # share of step time on the main thread outside any op
     step_ms: float | None = None  # mean profiled step, as the trace measured it
     breakdown: dict[str, float] | None = None  # trace-derived, for runs perfdoctor did not record
+    comm: dict[str, Any] | None = None  # collectives per step: comm_ms, exposed_ms, collectives_per_step
+    named_op_ms: dict[str, float] = field(default_factory=dict)  # ms per step in ops some rules ask about
     skipped: list[str] = field(default_factory=list)
 
 

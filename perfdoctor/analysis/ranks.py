@@ -1,0 +1,150 @@
+"""Distributed runs: each rank's compact summary, and the merge of all of them into the job's view.
+
+Each rank summarises itself where it ran (`raw/summary.rankN.json`: a few kilobytes, whatever
+the size of its trace); the merge reads only summaries, so its cost grows with the number of
+ranks, not with their traces.
+
+A rank's `local_ms` is the part of its step that does not wait on the others: the step less its
+backward pass, plus the backward compute DDP itself measured (the rest of backward is waiting for
+gradients to be all-reduced). The slowest rank by local time is the one the others wait for.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from .rundata import RunData
+from .steps import steady_steps
+
+SUMMARY_SCHEMA = "perfdoctor.rank-summary/1"
+MAX_SERIES = 2000  # per-rank per-step series are thinned to about this many points
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def ddp_logged(ddp_raw: dict[str, Any] | None) -> dict[str, Any]:
+    """What DDP's own logger measured for the (first) DDP model, times in ms."""
+    for instance in (ddp_raw or {}).get("ddp") or []:
+        logged = instance.get("logged") or {}
+        if logged:
+            out = dict(logged)
+            for key in ("avg_forward_compute_time", "avg_backward_compute_time", "avg_backward_comm_time", "avg_backward_compute_comm_overlap_time"):
+                if isinstance(logged.get(key), (int, float)) and logged[key] > 0:
+                    out[key.replace("_time", "_ms")] = logged[key] / 1e6
+            return out
+    return {}
+
+
+def rank_summary(data: RunData, ddp_raw: dict[str, Any] | None, rank: int | None, node: str | None) -> dict[str, Any]:
+    series = data.series
+    chosen, _ = steady_steps(series) if len(series) else ([], "")
+    logged = ddp_logged(ddp_raw)
+    backward_compute = logged.get("avg_backward_compute_ms")
+    comm_ms = logged.get("avg_backward_comm_ms")
+    exposed_ms = None if comm_ms is None else max(0.0, comm_ms - (logged.get("avg_backward_compute_comm_overlap_ms") or 0.0))
+    local: list[float] = []
+    for i in range(len(series)):
+        backward = series.phases_ms["backward"][i]
+        kept = min(backward, backward_compute) if backward_compute is not None else 0.0
+        local.append(series.duration_ms[i] - backward + kept)
+    stride = max(1, -(-len(series) // MAX_SERIES))
+    synced = (ddp_raw or {}).get("synced_forwards") or []
+    unsynced = (ddp_raw or {}).get("unsynced_forwards") or []
+    steady_synced = [synced[i] for i in chosen if i < len(synced)]
+    steps = data.steps
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "rank": rank,
+        "node": node,
+        "status": data.run.status,
+        "exit_code": data.run.exit_code,
+        "steps": steps.count,
+        "step_p50_ms": steps.p50_ms,
+        "step_mean_ms": steps.mean_ms,
+        "breakdown_ms": steps.breakdown_ms,
+        "local_p50_ms": _median([local[i] for i in chosen]),
+        "backward_compute_ms": backward_compute,
+        "series_stride": stride,
+        "duration_ms": [round(v, 3) for v in series.duration_ms[::stride]],
+        "local_ms": [round(v, 3) for v in local[::stride]],
+        "synced_forwards_max": max(steady_synced) if steady_synced else None,
+        "synced_forwards_median": _median([float(v) for v in steady_synced]),
+        "unsynced_forwards_total": sum(unsynced),
+        "ddp": (ddp_raw or {}).get("ddp") or [],
+        "data_parallel": (ddp_raw or {}).get("data_parallel") or [],
+        "process_group": (ddp_raw or {}).get("process_group"),
+        "logged": logged,
+        "comm_ms": comm_ms,
+        "exposed_comm_ms": exposed_ms,
+        "trace_comm": data.trace.comm if data.trace is not None else None,
+    }
+
+
+def _comm_of(summary: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(communication ms, exposed ms) per backward pass, from DDP's logger or else the trace."""
+    if summary.get("comm_ms") is not None:
+        return summary["comm_ms"], summary.get("exposed_comm_ms")
+    trace = summary.get("trace_comm") or {}
+    return trace.get("comm_ms"), trace.get("exposed_ms")
+
+
+def merge_ranks(summaries: list[dict[str, Any]], world_size: int | None = None) -> dict[str, Any]:
+    """The job's view from every rank's summary: per-rank table, the straggler, communication."""
+    ranks = sorted(summaries, key=lambda s: (s.get("rank") is None, s.get("rank") or 0))
+    first = ranks[0] if ranks else {}
+    table = []
+    for summary in ranks:
+        breakdown = summary.get("breakdown_ms") or {}
+        table.append(
+            {
+                "rank": summary.get("rank"),
+                "node": summary.get("node"),
+                "status": summary.get("status"),
+                "steps": summary.get("steps"),
+                "step_p50_ms": summary.get("step_p50_ms"),
+                "local_p50_ms": summary.get("local_p50_ms"),
+                **{f"{phase}_ms": breakdown.get(phase) for phase in ("dataloader", "forward", "backward", "optimizer", "other")},
+                "comm_ms": _comm_of(summary)[0],
+                "exposed_comm_ms": _comm_of(summary)[1],
+            }
+        )
+    locals_ = [(row["local_p50_ms"], row["rank"]) for row in table if row["local_p50_ms"] is not None]
+    straggler = None
+    if len(locals_) >= 2:
+        slowest_ms, slowest_rank = max(locals_)
+        others = [ms for ms, rank in locals_ if rank != slowest_rank]
+        typical = statistics.median(others)
+        straggler = {
+            "rank": slowest_rank,
+            "local_p50_ms": slowest_ms,
+            "others_local_p50_ms": typical,
+            "others_wait_ms_per_step": max(0.0, slowest_ms - typical),
+            "step_p50_ms": next(row["step_p50_ms"] for row in table if row["rank"] == slowest_rank),
+        }
+    logged = first.get("logged") or {}
+    # A rank's communication time includes waiting for slower ranks: the rank that waits least
+    # (the slowest one) shows what the all-reduce itself costs.
+    measured = [(row["exposed_comm_ms"], row["comm_ms"], row["rank"]) for row in table if row["exposed_comm_ms"] is not None]
+    exposed_ms, comm_ms, comm_rank = min(measured, key=lambda m: m[0]) if measured else (None, None, None)
+    trace_comm = first.get("trace_comm") or {}
+    group = first.get("process_group") or {}
+    return {
+        "backend": group.get("backend") or logged.get("backend_name"),
+        "world_size": world_size or group.get("world_size") or len(ranks),
+        "ranks_reported": len(ranks),
+        "ranks": table,
+        "straggler": straggler,
+        "comm_ms_per_backward": comm_ms if comm_ms is not None else trace_comm.get("comm_ms"),
+        "exposed_comm_ms_per_backward": exposed_ms if exposed_ms is not None else trace_comm.get("exposed_ms"),
+        "comm_source": f"DDP logger, rank {comm_rank}" if comm_ms is not None else ("trace" if trace_comm else None),
+        "collectives_per_step": trace_comm.get("collectives_per_step"),
+        "instances": first.get("ddp") or [],
+        "data_parallel": first.get("data_parallel") or [],
+        "synced_forwards_per_step_max": max((s.get("synced_forwards_max") or 0 for s in ranks), default=0),
+        "synced_forwards_per_step_median": first.get("synced_forwards_median"),
+        "unsynced_forwards_total": sum(s.get("unsynced_forwards_total") or 0 for s in ranks),
+        "logged": logged,
+    }
