@@ -93,9 +93,11 @@ class MainLoopPreprocessing(Rule):
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
         steps = data.steps
-        if not steps.breakdown or not steps.mean_ms:
+        # Only the step clock tells loop work from a loss computed outside the model; a foreign
+        # trace's "other" is merely what no known range covers.
+        if not steps.breakdown or not steps.mean_ms or steps.other_parts is None:
             return None
-        parts = steps.other_parts or {}
+        parts = steps.other_parts
         loss = parts.get("loss", 0.0)
         before_forward = parts.get("before_forward", 0.0)
         loop_share = max(0.0, steps.breakdown["other"] - loss)

@@ -1,0 +1,120 @@
+"""RunData from traces perfdoctor did not record: one `*.pt.trace.json[.gz]` per rank, from any
+PyTorch version. Steps are the traces' ProfilerStep windows (or the whole trace), split into
+phases by the trace analysis; with several ranks, each rank is summarised and merged as for a
+distributed run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import PerfdoctorError
+from .rundata import PHASES, RunData, RunInfo, StepSeries, TraceSummary
+from .steps import step_stats
+
+TRACE_SUFFIXES = (".json", ".json.gz")
+
+
+def trace_files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES) and not p.name.startswith("report"))
+        else:
+            found.append(path)
+    if not found:
+        raise PerfdoctorError(f"no trace files (*.json, *.json.gz) in {', '.join(str(p) for p in paths)}")
+    return found
+
+
+def load_traces(paths: list[Path]) -> RunData:
+    from ..trace import TraceError, read_trace
+
+    files = trace_files(paths)
+    loaded: list[tuple[Path, Any]] = []
+    unreadable: list[str] = []
+    for path in files:
+        try:
+            loaded.append((path, read_trace(path)))
+        except TraceError as error:
+            if len(files) == 1:
+                raise PerfdoctorError(f"{path}: {error}")
+            unreadable.append(f"{path.name}: {error}")
+    if not loaded:
+        raise PerfdoctorError("no readable trace: " + "; ".join(unreadable))
+    ranked = sorted(((rank_of(trace, i), path, trace) for i, (path, trace) in enumerate(loaded)), key=lambda item: item[0])
+    per_rank = [(rank, data_from_trace(path, trace)) for rank, path, trace in ranked]
+    data = per_rank[0][1]
+    data.notes += [f"Skipped an unreadable trace: {reason}" for reason in unreadable]
+    if len(per_rank) > 1:
+        from .ranks import merge_ranks, rank_summary
+
+        summaries = [rank_summary(rank_data, None, rank, None) for rank, rank_data in per_rank]
+        world = max((trace.metadata.distributed_info or {}).get("world_size") or 0 for _, _, trace in ranked)
+        data.ddp = merge_ranks(summaries, world or len(per_rank))
+        data.run.ranks = world or len(per_rank)
+        data.notes.append(f"{len(per_rank)} traces read, one per rank; the sections above show rank {per_rank[0][0]}.")
+    return data
+
+
+def rank_of(trace: Any, fallback: int) -> int:
+    info = trace.metadata.distributed_info or {}
+    rank = info.get("rank")
+    return int(rank) if isinstance(rank, int) else fallback
+
+
+def data_from_trace(path: Path, trace: Any) -> RunData:
+    from ..trace.cpu import cpu_breakdown
+    from ..trace.steps import step_windows
+    from .trace_summary import summarize_trace
+
+    summary = summarize_trace(trace, TraceSummary(files=[str(path)], windows=0))
+    windows = step_windows(trace)
+    series = StepSeries(mode="trace")
+    for step in cpu_breakdown(trace, windows):
+        series.duration_ms.append(step.duration_ns / 1e6)
+        for phase in PHASES:
+            series.phases_ms[phase].append(getattr(step, f"{phase}_ns") / 1e6)
+        series.profiled.append(True)
+        series.batches.append(0)
+    for part in series.other_parts_ms:
+        series.other_parts_ms[part] = [0.0] * len(series)
+    stats = step_stats(series)
+    stats.source = "trace"
+    stats.other_parts = None  # a trace cannot tell the loss from other loop work
+    notes = []
+    if windows and windows[0].synthetic:
+        notes.append("The trace has no ProfilerStep ranges: the whole trace is treated as one step.")
+    if summary.skipped:
+        notes.append("Parts of the trace were unusable and skipped: " + "; ".join(summary.skipped))
+    return RunData(
+        run=RunInfo(script=path.name, status="completed", source="trace", ranks=1),
+        environment=environment_from_trace(trace),
+        steps=stats,
+        series=series,
+        trace=summary,
+        notes=notes,
+    )
+
+
+def environment_from_trace(trace: Any) -> dict[str, Any]:
+    metadata = trace.metadata
+    environment: dict[str, Any] = {}
+    if metadata.device_properties:
+        environment["cuda"] = {
+            "available": True,
+            "devices": [
+                {
+                    "index": device.get("id"),
+                    "name": device.get("name"),
+                    "capability": [device.get("computeMajor"), device.get("computeMinor")],
+                    "total_memory_bytes": device.get("totalGlobalMem"),
+                }
+                for device in metadata.device_properties
+            ],
+        }
+    if metadata.distributed_info:
+        info = metadata.distributed_info
+        environment["distributed"] = {key: info.get(key) for key in ("backend", "rank", "world_size") if key in info}
+    return environment

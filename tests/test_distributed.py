@@ -1,0 +1,89 @@
+"""Real 2-rank jobs on CPU with gloo, through torchrun, as a user runs them (no mocks)."""
+
+import json
+import sys
+
+import pytest
+
+from conftest import SAMPLE_WORKLOADS, run_perfdoctor
+
+pytestmark = pytest.mark.slow
+
+
+def launch(tmp_path, script, *script_args, perfdoctor_args=()):
+    out = tmp_path / "run"
+    result = run_perfdoctor("run", "-q", "--nproc-per-node", "2", "--out", str(out), *perfdoctor_args, str(SAMPLE_WORKLOADS / script), *script_args)
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
+    return result, report, out
+
+
+def loud(report):
+    return [(f["id"], f["severity"]) for f in report["findings"] if f["severity"] != "info"]
+
+
+def test_healthy_job_is_quiet_and_every_rank_is_measured(tmp_path):
+    result, report, out = launch(tmp_path, "ddp_healthy.py", "--steps", "24")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert report["run"]["ranks"] == 2 and report["ddp"]["ranks_reported"] == 2
+    assert loud(report) == []
+    for rank in (0, 1):
+        assert (out / "raw" / f"steps.rank{rank}.json").exists()
+        assert (out / "raw" / f"summary.rank{rank}.json").exists()
+    assert len(list((out / "tb").rglob("rank*.pt.trace.json.gz"))) == 2
+    assert [row["rank"] for row in report["ddp"]["ranks"]] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "script, args, expected",
+    [
+        ("ddp_straggler.py", ["--steps", "24"], "ddp-straggler"),
+        ("ddp_accumulation.py", [], "ddp-accumulation-without-no-sync"),
+        ("ddp_comm_bound.py", [], "ddp-communication-bound"),
+    ],
+)
+def test_planted_problem_is_the_top_finding(tmp_path, script, args, expected):
+    result, report, _ = launch(tmp_path, script, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert report["findings"] and report["findings"][0]["id"] == expected, [(f["id"], f["estimated_saving"]) for f in report["findings"]]
+    if expected == "ddp-straggler":
+        assert report["findings"][0]["evidence"]["straggler_rank"] == 1
+
+
+def test_unneeded_find_unused_parameters_is_reported(tmp_path):
+    result, report, _ = launch(tmp_path, "ddp_unused_parameters.py", "--steps", "24")
+    assert result.returncode == 0, result.stderr[-2000:]
+    finding = next(f for f in report["findings"] if f["id"] == "ddp-find-unused-parameters")
+    assert finding["evidence"]["unused_parameter_bytes"] == 0
+    assert finding["evidence"]["search_per_step_ms"] is not None and finding["evidence"]["search_per_step_ms"] > 0
+
+
+def test_a_job_launched_with_torchrun_itself(tmp_path):
+    import subprocess
+
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "perfdoctor", "run", "-q", "--out", str(out), str(SAMPLE_WORKLOADS / "ddp_healthy.py"), "--steps", "16",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["ddp"]["ranks_reported"] == 2 and report["run"]["ranks"] == 2
+
+
+def test_a_failing_rank_fails_the_job_and_still_reports(tmp_path):
+    script = tmp_path / "fails_on_rank1.py"
+    script.write_text(
+        "import sys, torch.distributed as dist\n"
+        f"sys.path.insert(0, {str(SAMPLE_WORKLOADS)!r})\n"
+        "from ddp_common import parse_args, reference_model, train\n"
+        "import os\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    sys.exit(3)\n"
+        "train(reference_model(), parse_args())\n"
+    )
+    out = tmp_path / "run"
+    result = run_perfdoctor("run", "-q", "--nproc-per-node", "2", "--out", str(out), str(script), "--steps", "4")
+    assert result.returncode != 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["status"] == "failed"
