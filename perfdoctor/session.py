@@ -113,7 +113,11 @@ class Session:
             _, payload = self._guard(collector, "payload", collector.payload)
             if payload:
                 self._guard(collector, "write", self.rundir.write_raw, collector.name, self.rank, payload)
-        self.rundir.write_raw("steps", self.rank, {"mode": self.clock.mode, **self.clock.steps.to_json()})
+        self.rundir.write_raw(
+            "steps",
+            self.rank,
+            {"mode": self.clock.mode, "optimizers": list(self.clock.optimizers.values()), **self.clock.steps.to_json()},
+        )
         self.rundir.write_raw("run", self.rank, self._run_payload(outcome, duration))
 
     def _run_payload(self, outcome: Outcome, duration_s: float) -> dict[str, Any]:

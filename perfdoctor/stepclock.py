@@ -65,6 +65,19 @@ class StepColumns:
         return {name: getattr(self, name).tolist() for name in self.names()}
 
 
+def describe_optimizer(optimizer: Any) -> dict[str, Any]:
+    """The optimizer's class and the settings that decide how its step runs (foreach, fused)."""
+    defaults = getattr(optimizer, "defaults", {}) or {}
+    parameters = [p for group in getattr(optimizer, "param_groups", []) for p in group.get("params", [])]
+    return {
+        "type": type(optimizer).__qualname__,
+        "foreach": defaults.get("foreach"),
+        "fused": defaults.get("fused"),
+        "parameters": len(parameters),
+        "devices": sorted({str(getattr(p, "device", "cpu")).split(":")[0] for p in parameters}),
+    }
+
+
 class StepClock:
     def __init__(self, max_steps: int | None = None) -> None:
         self.origin_ns = perf_counter_ns()
@@ -74,6 +87,7 @@ class StepClock:
         self._listeners: list[Callable[[int], None]] = []
         self._thread = threading.get_ident()
         self._primary_optimizer: int | None = None
+        self.optimizers: dict[int, dict[str, Any]] = {}  # what each optimizer is, recorded once
         self._hook_handles: list[Any] = []
         self._patched: list[tuple[Any, str, Any]] = []
         self._reset_step(None)
@@ -167,6 +181,8 @@ class StepClock:
     # -- hooks -------------------------------------------------------------------------------
 
     def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if id(optimizer) not in self.optimizers:
+            self.optimizers[id(optimizer)] = describe_optimizer(optimizer)
         if threading.get_ident() == self._thread:
             self._optimizer_t0 = perf_counter_ns()
             self._open_step(self._optimizer_t0)
