@@ -10,7 +10,12 @@ shows the median wall time, the peak RSS (``ru_maxrss`` at the end of the proces
 includes the interpreter and imports) and the ratio of each to perfdoctor's.
 
     python benchmarks/trace_reader.py                      # 100k and 1M events, 3 repeats
-    python benchmarks/trace_reader.py --sizes 100000 --repeats 1 --skip hta   # under a minute
+    python benchmarks/trace_reader.py --sizes 100000 --repeats 1   # under a minute
+
+HTA (``pip install HolisticTraceAnalysis``) is measured when the interpreter running this
+script can import it, else skipped with a note; only its parse (``TraceAnalysis()``) is timed,
+since its analyses need GPU kernels. It takes minutes at 1M events, so it runs ``--hta-repeats``
+times (default once).
 """
 
 from __future__ import annotations
@@ -104,7 +109,9 @@ def _seed_steps(seed: dict) -> tuple[list[_SeedStep], list[dict]]:
             ext_off = e.get("args", {}).get("External id", ext0) - ext0 if e["ph"] == "X" else 0
             flow_off = e.get("id", flow0) - flow0 if e["ph"] != "X" else 0
             templates.append((text, ts_rel, ext_off, flow_off))
-        result.append(_SeedStep(templates, end - start, max(exts, default=0) - ext0 + 1, max(flows, default=0) - flow0 + 1))
+        ext_span = max(exts, default=0) - ext0 + 1
+        flow_span = max(flows, default=0) - flow0 + 1
+        result.append(_SeedStep(templates, end - start, ext_span, flow_span))
     metadata = [e for e in events if e.get("ph") == "M"]
     return result, metadata
 
@@ -114,7 +121,6 @@ def generate_trace(n_events: int, out_path: Path, seed_path: Path = SEED) -> int
     with gzip.open(seed_path, "rt") as f:
         seed = json.load(f)
     steps, metadata = _seed_steps(seed)
-    pid = metadata[0]["pid"] if metadata else 1
     base_ts = float(min(e["ts"] for e in seed["traceEvents"] if isinstance(e.get("ts"), (int, float))))
     written = 0
     ts0 = base_ts + 100.0
@@ -157,5 +163,195 @@ def generate_trace(n_events: int, out_path: Path, seed_path: Path = SEED) -> int
     return written + 1
 
 
+def write_gzip(plain: Path, out: Path, level: int = 6) -> None:
+    with open(plain, "rb") as src, gzip.open(out, "wb", compresslevel=level) as dst:
+        while block := src.read(1 << 22):
+            dst.write(block)
+
+
+# ---------------------------------------------------------------- candidates (run in a worker process)
+
+def _run_perfdoctor(path: Path) -> str:
+    sys.path.insert(0, str(REPO))
+    from perfdoctor.trace import read_trace
+    from perfdoctor.trace.comm import comm_steps
+    from perfdoctor.trace.cpu import cpu_breakdown, host_op_stats, top_operators
+    from perfdoctor.trace.gpu import gpu_steps
+    from perfdoctor.trace.steps import step_windows
+
+    trace = read_trace(path)
+    windows = step_windows(trace)
+    cpu_breakdown(trace, windows)
+    top_operators(trace, windows)
+    host_op_stats(trace, windows)
+    gpu_steps(trace, windows)
+    comm_steps(trace, windows)
+    return f"{len(trace)} complete events, {len(windows)} steps"
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _run_json(path: Path) -> str:
+    with _open_text(path) as fh:
+        trace = json.load(fh)
+    return f"{len(trace['traceEvents'])} events"
+
+
+def _run_orjson(path: Path) -> str:
+    import orjson
+
+    with _open_text(path) as fh:
+        trace = orjson.loads(fh.read())
+    return f"{len(trace['traceEvents'])} events"
+
+
+def _run_hta(path: Path) -> str:
+    import shutil
+
+    from hta.trace_analysis import TraceAnalysis
+
+    # HTA reads a directory of per-rank traces; give it one holding only this file.
+    folder = Path(tempfile.mkdtemp(prefix="hta-"))
+    try:
+        shutil.copy(path, folder / f"rank-0.{path.name}")
+        # Parsing is what TraceAnalysis() does; its analyses (temporal breakdown...) need GPU
+        # kernels and fail on a CPU-only trace, so only the parse is timed.
+        analyzer = TraceAnalysis(trace_dir=str(folder))
+        return f"TraceAnalysis() parse: {len(analyzer.t.get_trace(0))} rows"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+CANDIDATES = {
+    "perfdoctor": (_run_perfdoctor, None),
+    "json.load": (_run_json, None),
+    "orjson.loads": (_run_orjson, "orjson"),
+    "HTA": (_run_hta, "hta"),
+}
+
+
+def _worker(name: str, path: Path) -> None:
+    import resource
+
+    start = time.perf_counter()
+    note = CANDIDATES[name][0](path)
+    seconds = time.perf_counter() - start
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"seconds": seconds, "rss_mib": rss_kib / 1024, "note": note}))
+
+
+# ---------------------------------------------------------------- driver
+
+@dataclass
+class Result:
+    candidate: str
+    size: int
+    fmt: str
+    seconds: float | None = None
+    rss_mib: float | None = None
+    note: str = ""
+
+
+def _available(module: str | None) -> bool:
+    if module is None:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def measure(name: str, path: Path, repeats: int, timeout: float) -> tuple[float | None, float | None, str]:
+    times, peaks, note = [], [], ""
+    for _ in range(repeats):
+        try:
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", name, str(path)],
+                capture_output=True, text=True, timeout=timeout, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return None, None, f"timed out after {timeout:.0f} s"
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines()
+            return None, None, f"failed: {lines[-1] if lines else done.returncode}"
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        times.append(report["seconds"])
+        peaks.append(report["rss_mib"])
+        note = report["note"]
+    return statistics.median(times), max(peaks), note
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.2f} {unit}" if unit == "s" else f"{value:.0f} {unit}"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return "-" if value is None or not base else f"{value / base:.1f}x"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="events per trace")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per candidate (median time, max RSS)")
+    parser.add_argument("--hta-repeats", type=int, default=1, help="runs for HTA (minutes per run at 1M events)")
+    parser.add_argument("--formats", nargs="+", default=["json", "json.gz"], choices=["json", "json.gz"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=list(CANDIDATES), help="candidates to leave out")
+    parser.add_argument("--dir", type=Path, help="where to write the traces (default: a temporary folder)")
+    parser.add_argument("--seed", type=Path, default=SEED, help="trace to scale up")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds before a run is abandoned")
+    parser.add_argument("--worker", nargs=2, metavar=("CANDIDATE", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(args.worker[0], Path(args.worker[1]))
+        return 0
+
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="perfdoctor-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; traces in {folder}")
+    skipped_notes = []
+    for name, (_, module) in CANDIDATES.items():
+        if name not in args.skip and not _available(module):
+            skipped_notes.append(f"{name}: not installed ({module}), skipped")
+    results: list[Result] = []
+    for size in args.sizes:
+        plain = folder / f"cpu_training_{size}.pt.trace.json"
+        if not plain.exists():
+            start = time.perf_counter()
+            written = generate_trace(size, plain, args.seed)
+            print(f"generated {plain.name}: {written} events, {plain.stat().st_size / 2**20:.0f} MiB "
+                  f"in {time.perf_counter() - start:.1f} s")
+        packed = plain.with_name(plain.name + ".gz")
+        if "json.gz" in args.formats and not packed.exists():
+            write_gzip(plain, packed)
+        for fmt in args.formats:
+            path = plain if fmt == "json" else packed
+            for name, (_, module) in CANDIDATES.items():
+                if name in args.skip or not _available(module):
+                    continue
+                repeats = args.hta_repeats if name == "HTA" else args.repeats
+                seconds, rss, note = measure(name, path, repeats, args.timeout)
+                results.append(Result(name, size, fmt, seconds, rss, note))
+                print(f"  {size:>9,} {fmt:<7} {name:<12} {_fmt(seconds, 's'):>9} {_fmt(rss, 'MiB'):>9}  {note}",
+                      flush=True)
+
+    print()
+    header = "| events | file | reader | median time | peak RSS | time vs perfdoctor | RSS vs perfdoctor |"
+    print(header)
+    print("| ---: | --- | --- | ---: | ---: | ---: | ---: |")
+    for size in args.sizes:
+        for fmt in args.formats:
+            rows = [r for r in results if r.size == size and r.fmt == fmt]
+            base = next((r for r in rows if r.candidate == "perfdoctor"), None)
+            for r in rows:
+                print(f"| {size:,} | .{fmt} | {r.candidate} | {_fmt(r.seconds, 's')} | {_fmt(r.rss_mib, 'MiB')} | "
+                      f"{_ratio(r.seconds, base.seconds if base else None)} | "
+                      f"{_ratio(r.rss_mib, base.rss_mib if base else None)} |")
+    for note in skipped_notes:
+        print(f"note: {note}")
+    print("time: median wall time inside a fresh process (imports included); RSS: ru_maxrss of that process.")
+    return 0
+
+
 if __name__ == "__main__":
-    main = None
+    sys.exit(main())

@@ -12,6 +12,7 @@ from typing import Any
 from .rundata import PHASES, OperatorStat, TraceSummary
 
 TOP_OPERATORS = 25
+MAX_SHAPES_CHARS = 160  # input shapes of an op with hundreds of inputs are cut to this
 # Ops whose time per step some rules use as evidence, by a name fragment they contain.
 NAMED_OPS = {
     "search_unused_parameters": ("search_unused_parameters",),
@@ -55,7 +56,7 @@ def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
             calls=op.calls,
             self_ms=op.self_ns / 1e6,
             total_ms=op.total_ns / 1e6,
-            input_dims=op.input_shapes[0][0] if op.input_shapes else None,
+            input_dims=_shortened(op.input_shapes[0][0]) if op.input_shapes else None,
         )
         for op in top_operators(trace, windows, TOP_OPERATORS)
     ]
@@ -73,6 +74,10 @@ def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
     summary.comm = _comm(comm_steps(trace, windows), len(windows))
     summary.named_op_ms = _named_ops(trace, windows)
     return summary
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= MAX_SHAPES_CHARS else text[: MAX_SHAPES_CHARS - 1] + "…"
 
 
 def _comm(steps: list[Any], windows: int) -> dict[str, Any] | None:

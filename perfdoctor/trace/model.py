@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ COLUMNS: dict[str, type] = {
     "external_id": np.int64,  # links a CPU op to its runtime calls and kernels, -1 if none
     "input_dims_id": np.int32,  # index into Trace.input_dims ("Input Dims" as written), -1 if not recorded
     "nbytes": np.int64,  # bytes moved by a memcpy/memset, -1 otherwise
+    "flops": np.float64,  # floating-point operations of an op profiled with_flops=True, -1 otherwise
 }
 
 #: String pids/tids ("Spans", "stream 7") get ids at or below this, far from any real pid or tid.
@@ -110,11 +112,12 @@ class Trace:
     external_id: np.ndarray
     input_dims_id: np.ndarray
     nbytes: np.ndarray
+    flops: np.ndarray
     metadata: TraceMetadata = field(default_factory=TraceMetadata)
     skipped: SkippedInput = field(default_factory=SkippedInput)
     string_ids: dict[int, str] = field(default_factory=dict)  # id -> the string pid/tid it stands for
     # Derived indexes shared by the analyses (main thread, op nesting...), built on first use.
-    derived: dict[str, Any] = field(default_factory=dict, repr=False)
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])

@@ -10,15 +10,16 @@ from __future__ import annotations
 import queue
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from perfdoctor.trace.errors import TraceError
 
 GZIP_MAGIC = b"\x1f\x8b"
-READ_BYTES = 1 << 20  # compressed bytes read per step
-QUEUE_BLOCKS = 4
+READ_BYTES = 1 << 18  # bytes read per step
+QUEUE_BLOCKS = 2
 
 
 @dataclass
@@ -60,21 +61,23 @@ def _gzip_blocks(fh: BinaryIO, first: bytes, block_bytes: int, end: StreamEnd) -
         if not data:
             break
         try:
-            piece = decompressor.decompress(data)
-            # Concatenated gzip members (as written by `cat a.gz b.gz`) are one stream.
-            while decompressor.eof and decompressor.unused_data:
-                rest = decompressor.unused_data
-                decompressor = zlib.decompressobj(wbits=31)
-                piece += decompressor.decompress(rest)
+            while data:
+                # Bounded output per call: a highly compressed input cannot balloon in memory.
+                piece = decompressor.decompress(data, block_bytes)
+                data = decompressor.unconsumed_tail
+                if decompressor.eof and decompressor.unused_data:
+                    # Concatenated gzip members (as `cat a.gz b.gz` writes) are one stream.
+                    data = decompressor.unused_data
+                    decompressor = zlib.decompressobj(wbits=31)
+                if piece:
+                    out.append(piece)
+                    out_len += len(piece)
+                    if out_len >= block_bytes:
+                        yield b"".join(out)
+                        out, out_len = [], 0
         except zlib.error as exc:
             end.problem = f"corrupt gzip data ({exc})"
             break
-        if piece:
-            out.append(piece)
-            out_len += len(piece)
-            if out_len >= block_bytes:
-                yield b"".join(out)
-                out, out_len = [], 0
     if end.problem is None and not decompressor.eof:
         end.problem = "gzip stream is truncated"
     if out:

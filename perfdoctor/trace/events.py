@@ -1,0 +1,416 @@
+"""Decoding chunks of the ``traceEvents`` array into compact columns.
+
+A chunk is a JSON array of event objects. msgspec decodes it into small structs that declare
+only the fields the analysis reads (everything else in an event is skipped by the decoder
+without being materialised); :class:`ColumnBuilder` turns each decoded chunk into numpy
+columns and interns names and input shapes, and the structs are dropped with the chunk.
+
+Timestamps: Kineto writes ``ts``/``dur`` in microseconds, as integers (older versions) or with
+three decimals (nanosecond resolution). Decoded as a float64, a value below 2**43 us (~100 days
+of the profiler clock) is converted to integer nanoseconds exactly; traces whose clock is the
+Unix epoch in fractional microseconds (~1.7e15 us) are beyond float64's precision, so when a
+chunk holds such values it is decoded again with ``ts`` kept as raw text, parsed exactly.
+"""
+
+from __future__ import annotations
+
+import zlib
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from perfdoctor.trace.categories import Category, category_of
+from perfdoctor.trace.model import COLUMNS, STRING_ID_BASE, SkippedInput, TraceMetadata
+
+_NO_RAW = msgspec.Raw(b"")
+EXACT_FLOAT_LIMIT_US = float(1 << 43)  # below this, float64 us -> int ns is exact for 3 decimals
+MAX_ABS_US = 9.0e15  # int64 nanoseconds end near 9.22e15 us
+
+
+class _Args(msgspec.Struct, frozen=True, gc=False):
+    external_id: int = msgspec.field(default=-1, name="External id")
+    external_id_v1: int = msgspec.field(default=-1, name="external id")  # GPU events, PyTorch <= 1.9
+    correlation: int = -1
+    device: int = -1
+    stream: int = -1
+    nbytes: int = msgspec.field(default=-1, name="bytes")
+    flops: float = -1.0  # recorded with with_flops=True
+    input_dims: msgspec.Raw = msgspec.field(default=_NO_RAW, name="Input Dims")
+    label: Any = msgspec.field(default=None, name="name")  # "M" events: thread/process name
+    labels: Any = None  # "M" process_labels: "CPU", "GPU 0"
+
+
+_NO_ARGS = _Args()
+
+
+class _Event(msgspec.Struct, gc=False):
+    ph: str = ""
+    cat: str = ""
+    name: str = ""
+    ts: float = float("nan")
+    dur: float = float("nan")
+    pid: int | str = 0
+    tid: int | str = 0
+    args: _Args = _NO_ARGS
+
+
+class _ExactEvent(msgspec.Struct, gc=False):
+    """Like _Event, with ts kept as its literal text (see the module docstring)."""
+
+    ph: str = ""
+    cat: str = ""
+    name: str = ""
+    ts: msgspec.Raw = _NO_RAW
+    dur: float = float("nan")
+    pid: int | str = 0
+    tid: int | str = 0
+    args: _Args = _NO_ARGS
+
+
+FAST_DECODER = msgspec.json.Decoder(list[_Event])
+EXACT_DECODER = msgspec.json.Decoder(list[_ExactEvent])
+_ONE_FAST = msgspec.json.Decoder(_Event)
+_ONE_EXACT = msgspec.json.Decoder(_ExactEvent)
+RAW_LIST_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
+
+_get_ph = attrgetter("ph")
+_get_name = attrgetter("name")
+_get_cat = attrgetter("cat")
+_get_ts = attrgetter("ts")
+_get_dur = attrgetter("dur")
+_get_pid = attrgetter("pid")
+_get_tid = attrgetter("tid")
+_get_args = attrgetter("args")
+_ARG_GETTERS = {
+    "external_id": attrgetter("external_id"),
+    "external_id_v1": attrgetter("external_id_v1"),
+    "correlation": attrgetter("correlation"),
+    "device": attrgetter("device"),
+    "stream": attrgetter("stream"),
+    "nbytes": attrgetter("nbytes"),
+}
+_get_dims = attrgetter("input_dims")
+_get_flops = attrgetter("flops")
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_GPU_CATEGORIES = {int(c) for c in (Category.KERNEL, Category.MEMCPY, Category.MEMSET, Category.CUDA_SYNC,
+                                    Category.GPU_USER_ANNOTATION)}
+
+
+def us_to_ns(values: np.ndarray) -> np.ndarray:
+    """float64 microseconds (|x| < 2**43 for exactness) to int64 nanoseconds."""
+    whole = np.floor(values)
+    return whole.astype(np.int64) * 1000 + np.rint((values - whole) * 1000.0).astype(np.int64)
+
+
+def literal_us_to_ns(text: bytes) -> int | None:
+    """A JSON number literal in microseconds to exact integer nanoseconds (None if not a number)."""
+    try:
+        literal = text.decode("ascii").strip()
+        if "e" in literal or "E" in literal:
+            value = float(literal)
+            return round(value * 1000) if abs(value) < MAX_ABS_US else None
+        negative = literal.startswith("-")
+        whole, _, frac = literal.lstrip("-").partition(".")
+        if not whole.isdigit() or (frac and not frac.isdigit()):
+            return None
+        if len(frac) <= 3:
+            ns = int(whole) * 1000 + (int(frac) * 10 ** (3 - len(frac)) if frac else 0)
+        else:  # sub-nanosecond digits: round to the nearest nanosecond
+            ns = int(whole) * 1000 + (int(frac[:3]) if frac[:3] else 0) + (1 if frac[3] >= "5" else 0)
+        if ns >= int(MAX_ABS_US * 1000):
+            return None
+        return -ns if negative else ns
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def needs_exact_ts(ts_us: np.ndarray) -> bool:
+    """Whether float64 microseconds lose nanoseconds here (large and fractional values)."""
+    finite = ts_us[np.isfinite(ts_us)]
+    if finite.size == 0 or np.abs(finite).max() < EXACT_FLOAT_LIMIT_US:
+        return False
+    return bool(np.any(finite != np.floor(finite)))
+
+
+class ColumnBuilder:
+    """Accumulates decoded chunks as numpy columns, interning names, shapes and string ids."""
+
+    def __init__(self, skipped: SkippedInput, metadata: TraceMetadata) -> None:
+        self.skipped = skipped
+        self.metadata = metadata
+        self.exact_ts = False
+        self.names: dict[str, int] = {}
+        self.input_dims: dict[bytes, int] = {b"": -1}
+        self.categories: dict[str, int] = {}
+        self.string_ids: dict[str, int] = {}
+        self.parts: dict[str, list[np.ndarray]] = {column: [] for column in COLUMNS}
+        self.count = 0
+
+    # ------------------------------------------------------------------ chunks
+
+    def add_chunk(self, data: bytes | memoryview) -> None:
+        """Decode one JSON array of events and append it; raises msgspec.DecodeError when the
+        chunk is not well-formed JSON (the caller then finds the real element boundaries)."""
+        try:
+            if self.exact_ts:
+                self.add_events(EXACT_DECODER.decode(data))
+                return
+            events = FAST_DECODER.decode(data)
+        except (msgspec.ValidationError, UnicodeDecodeError):
+            self._add_one_by_one(RAW_LIST_DECODER.decode(data))
+            return
+        if self._switch_to_exact(events):
+            self.add_chunk(data)
+            return
+        self.add_events(events)
+
+    def _switch_to_exact(self, events: list) -> bool:
+        if self.exact_ts or not events:
+            return False
+        ts = np.fromiter(map(_get_ts, events), dtype=np.float64, count=len(events))
+        if needs_exact_ts(ts):
+            self.exact_ts = True
+        return self.exact_ts
+
+    def _add_one_by_one(self, elements: list[msgspec.Raw]) -> None:
+        """Slow path for a chunk where some event has a field of the wrong type."""
+        events, skipped = self._decode_each(elements)
+        if not self.exact_ts and self._switch_to_exact(events):
+            events, skipped = self._decode_each(elements)
+        for reason, count in skipped.reasons.items():
+            self.skipped.add(reason, count, events=False)
+        self.skipped.events += skipped.events
+        self.add_events(events)
+
+    def _decode_each(self, elements: list[msgspec.Raw]) -> tuple[list, SkippedInput]:
+        one = _ONE_EXACT if self.exact_ts else _ONE_FAST
+        events = []
+        skipped = SkippedInput()
+        for element in elements:
+            try:
+                events.append(one.decode(element))
+                continue
+            except UnicodeDecodeError:
+                skipped.add("event with invalid UTF-8 text")
+                continue
+            except msgspec.DecodeError:
+                pass
+            event = self._lenient_event(element, skipped)
+            if event is not None:
+                events.append(event)
+        return events, skipped
+
+    def _lenient_event(self, element: msgspec.Raw, skipped: SkippedInput) -> _Event | _ExactEvent | None:
+        """Rebuild an event whose fields have unexpected types, keeping what is usable."""
+        try:
+            obj = msgspec.json.decode(element)
+        except UnicodeDecodeError:
+            skipped.add("event with invalid UTF-8 text")
+            return None
+        except msgspec.DecodeError:
+            skipped.add("event with a number out of range")
+            return None
+        if not isinstance(obj, dict):
+            skipped.add("event that is not a JSON object")
+            return None
+        fields: dict[str, Any] = {}
+        for key in ("ph", "cat", "name"):
+            value = obj.get(key, "")
+            fields[key] = value if isinstance(value, str) else str(value)
+        for key in ("pid", "tid"):
+            value = obj.get(key, 0)
+            fields[key] = value if isinstance(value, (int, str)) and not isinstance(value, bool) else str(value)
+        ts, dur = obj.get("ts"), obj.get("dur")
+        numeric = (int, float)
+        if fields["ph"] == "X" and (
+            not isinstance(ts, numeric) or isinstance(ts, bool) or not isinstance(dur, numeric) or isinstance(dur, bool)
+        ):
+            skipped.add("complete event whose ts or dur is not a number")
+            return None
+        if self.exact_ts:
+            fields["ts"] = msgspec.Raw(msgspec.json.encode(ts if isinstance(ts, numeric) else float("nan")))
+        else:
+            fields["ts"] = float(ts) if isinstance(ts, numeric) else float("nan")
+        fields["dur"] = float(dur) if isinstance(dur, numeric) else float("nan")
+        args = obj.get("args")
+        if isinstance(args, dict):
+            kept: dict[str, Any] = {}
+            for field in msgspec.structs.fields(_Args):
+                if field.encode_name not in args:
+                    continue
+                value = args[field.encode_name]
+                if field.name == "input_dims":
+                    kept[field.name] = msgspec.Raw(msgspec.json.encode(value))
+                elif field.name in ("label", "labels"):
+                    kept[field.name] = value
+                elif field.name == "flops" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    kept[field.name] = float(value)
+                elif isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
+                    kept[field.name] = value
+                else:
+                    skipped.add(f"args[{field.encode_name!r}] of the wrong type ignored", events=False)
+            fields["args"] = _Args(**kept)
+        return (_ExactEvent if self.exact_ts else _Event)(**fields)
+
+    # ------------------------------------------------------------------ columns
+
+    def add_events(self, events: list) -> None:
+        complete = [e for e in events if e.ph == "X"]
+        if len(complete) != len(events):
+            for event in events:
+                if event.ph == "M":
+                    self._metadata_event(event)
+        if complete:
+            self._add_complete(complete)
+
+    def _add_complete(self, events: list) -> None:
+        n = len(events)
+        if self.exact_ts:
+            ts_ns = np.fromiter(
+                (v if v is not None else _INT64_MIN for v in map(literal_us_to_ns, map(bytes, map(_get_ts, events)))),
+                dtype=np.int64, count=n,
+            )
+            ts_ok = ts_ns != _INT64_MIN
+        else:
+            ts_us = np.fromiter(map(_get_ts, events), dtype=np.float64, count=n)
+            ts_ok = np.isfinite(ts_us) & (np.abs(ts_us) < MAX_ABS_US)
+            ts_ns = us_to_ns(np.where(ts_ok, ts_us, 0.0))
+        dur_us = np.fromiter(map(_get_dur, events), dtype=np.float64, count=n)
+        dur_ok = np.isfinite(dur_us) & (dur_us >= 0) & (dur_us < MAX_ABS_US)
+        keep = ts_ok & dur_ok
+        if not keep.all():
+            self._count_bad(ts_ok, dur_us)
+        dur_ns = us_to_ns(np.where(dur_ok, dur_us, 0.0))
+
+        names = list(map(_get_name, events))
+        table = self.names
+        if not table.keys() >= set(names):
+            for name in names:
+                if name not in table:
+                    table[name] = len(table)
+        name_id = np.fromiter(map(table.__getitem__, names), dtype=np.int32, count=n)
+
+        cats = list(map(_get_cat, events))
+        for cat in set(cats) - self.categories.keys():
+            self.categories[cat] = int(category_of(cat))
+        cat = np.fromiter(map(self.categories.__getitem__, cats), dtype=np.int8, count=n)
+
+        pid = self._ids(list(map(_get_pid, events)))
+        tid = self._ids(list(map(_get_tid, events)))
+
+        args = list(map(_get_args, events))
+        arg = {key: np.fromiter(map(get, args), dtype=np.int64, count=n) for key, get in _ARG_GETTERS.items()}
+        external_id = np.where(arg["external_id"] >= 0, arg["external_id"], arg["external_id_v1"])
+        flops = np.fromiter(map(_get_flops, args), dtype=np.float64, count=n)
+
+        dims = list(map(bytes, map(_get_dims, args)))
+        dims_table = self.input_dims
+        for shape in set(dims) - dims_table.keys():
+            dims_table[shape] = len(dims_table) - 1
+        input_dims_id = np.fromiter(map(dims_table.__getitem__, dims), dtype=np.int32, count=n)
+
+        device, stream = self._device_and_stream(cat, pid, tid, arg["device"], arg["stream"])
+        columns = {
+            "name_id": name_id,
+            "cat": cat,
+            "ts_ns": ts_ns,
+            "dur_ns": dur_ns,
+            "pid": pid,
+            "tid": tid,
+            "device": device,
+            "stream": stream,
+            "correlation": arg["correlation"],
+            "external_id": external_id,
+            "input_dims_id": input_dims_id,
+            "nbytes": arg["nbytes"],
+            "flops": flops,
+        }
+        if not keep.all():
+            columns = {key: column[keep] for key, column in columns.items()}
+        for key, column in columns.items():
+            self.parts[key].append(column.astype(COLUMNS[key], copy=False))
+        self.count += int(columns["ts_ns"].shape[0])
+
+    def _count_bad(self, ts_ok: np.ndarray, dur_us: np.ndarray) -> None:
+        missing_dur = np.isnan(dur_us)
+        self.skipped.add("complete event without a valid ts", int(np.count_nonzero(~ts_ok)))
+        rest = ts_ok
+        self.skipped.add("complete event without dur", int(np.count_nonzero(rest & missing_dur)))
+        self.skipped.add("complete event with a negative dur", int(np.count_nonzero(rest & (dur_us < 0))))
+        out_of_range = rest & (np.isinf(dur_us) | (dur_us >= MAX_ABS_US))
+        self.skipped.add("complete event with an out-of-range dur", int(np.count_nonzero(out_of_range)))
+
+    def _ids(self, values: list) -> np.ndarray:
+        """pid/tid values (ints, or strings like "Spans") as int64."""
+        try:
+            return np.fromiter(values, dtype=np.int64, count=len(values))
+        except (TypeError, ValueError, OverflowError):
+            return np.fromiter(
+                (v if type(v) is int and _INT64_MIN <= v <= _INT64_MAX else self.string_id(str(v)) for v in values),
+                dtype=np.int64,
+                count=len(values),
+            )
+
+    def string_id(self, text: str) -> int:
+        """A stable id for a string pid/tid: the same string gets the same id in every trace."""
+        known = self.string_ids.get(text)
+        if known is not None:
+            return known
+        taken = set(self.string_ids.values())
+        candidate = STRING_ID_BASE - zlib.crc32(text.encode("utf-8", "replace"))
+        while candidate in taken:
+            candidate -= 1 << 32
+        self.string_ids[text] = candidate
+        return candidate
+
+    def _device_and_stream(
+        self, cat: np.ndarray, pid: np.ndarray, tid: np.ndarray, device: np.ndarray, stream: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """GPU index and stream from args, else (old traces) from pid and "stream N" tids."""
+        on_gpu = np.isin(cat, list(_GPU_CATEGORIES))
+        device = np.where(on_gpu & (device < 0) & (pid >= 0) & (pid < 1024), pid, device)
+        device = np.where(on_gpu, device, -1)
+        stream = np.where(on_gpu & (stream < 0) & (tid >= 0) & (tid < (1 << 31)), tid, stream)
+        if on_gpu.any() and (stream < 0).any() and self.string_ids:
+            for text, sid in self.string_ids.items():
+                word, _, number = text.strip().partition(" ")
+                if word == "stream" and number.isdigit():
+                    stream = np.where(on_gpu & (stream < 0) & (tid == sid), int(number), stream)
+        stream = np.where(on_gpu, stream, -1)
+        return device, stream
+
+    def _metadata_event(self, event: Any) -> None:
+        label = event.args.label
+        pid = event.pid if type(event.pid) is int else self.string_id(str(event.pid))
+        tid = event.tid if type(event.tid) is int else self.string_id(str(event.tid))
+        if event.name == "thread_name" and isinstance(label, str):
+            self.metadata.thread_names[(pid, tid)] = label
+        elif event.name == "process_name" and isinstance(label, str):
+            self.metadata.process_names[pid] = label
+        elif event.name == "process_labels" and isinstance(event.args.labels, str):
+            self.metadata.process_labels[pid] = event.args.labels
+
+    # ------------------------------------------------------------------ result
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """All columns, concatenated and sorted by (start, longest first)."""
+        out = {}
+        for key, parts in self.parts.items():
+            out[key] = np.concatenate(parts) if parts else np.empty(0, dtype=COLUMNS[key])
+            parts.clear()
+        ts, dur = out["ts_ns"], out["dur_ns"]
+        if ts.size > 1:
+            in_order = bool(np.all((ts[1:] > ts[:-1]) | ((ts[1:] == ts[:-1]) & (dur[1:] <= dur[:-1]))))
+            if not in_order:
+                order = np.lexsort((-dur, ts))
+                for key in out:  # one column at a time: peak memory is one extra column, not all
+                    out[key] = out[key][order]
+        return out
+
+    def name_table(self) -> list[str]:
+        return list(self.names)
+
+    def input_dims_table(self) -> list[str]:
+        return [key.decode("utf-8", "replace") for key in self.input_dims if key]

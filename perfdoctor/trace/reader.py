@@ -1,0 +1,396 @@
+"""read_trace: a Kineto / Chrome JSON trace file into a :class:`Trace`, streaming.
+
+The file is read block by block (decompressing gzip on a worker thread). The top-level
+object's small members (``schemaVersion``, ``deviceProperties``, ``distributedInfo``...) are
+parsed exactly wherever they are, before or after ``traceEvents``. The ``traceEvents`` array
+is cut at the last ``}, {`` boundary of each block and the chunk decoded by msgspec into
+columns (see :mod:`perfdoctor.trace.events`); a chunk that does not decode (the boundary was
+inside a string, or the array ended inside it) is walked exactly instead. The raw text of
+more than a block or two is never held at once.
+
+Malformed input raises :class:`TraceError` with one line; input that breaks off after some
+complete events (truncated, or corrupt from some point on) gives the events before the break
+and says so in ``Trace.skipped``.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from perfdoctor.trace.errors import TraceError
+from perfdoctor.trace.events import ColumnBuilder
+from perfdoctor.trace.jsonscan import Malformed, last_split, scan_elements, skip_ws, string_end, value_end
+from perfdoctor.trace.model import SkippedInput, Trace, TraceMetadata
+from perfdoctor.trace.source import StreamEnd, byte_blocks, open_trace
+
+BLOCK_BYTES = 2 << 20  # measured best of 1-8 MiB on plain and gzip input (see benchmarks/trace_reader.py)
+MAX_VALUE_BYTES = 64 << 20  # one metadata value or one event larger than this is not a trace
+_ARRAY_END = re.compile(rb"\}[ \t\r\n]*\]")
+_FAST_END_TRIES = 8
+EXACT_BATCH = 50_000  # elements walked per exact step
+UNUSABLE_LIMIT = 1_000_000  # entries; past this, an array that is >90% unusable is not a trace
+
+
+class _Stop(Exception):
+    """Reading ends early; what was read so far is kept."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_trace(path: str | Path, *, block_bytes: int = BLOCK_BYTES) -> Trace:
+    """Read a ``.json`` or ``.json.gz`` trace (Kineto / torch.profiler, any version since 1.9).
+
+    Raises TraceError (one line, naming the file) when nothing usable can be read. When the
+    input breaks off or some events are unusable, returns the rest; ``trace.skipped`` says
+    what was left out and why. block_bytes: how much text is decoded at a time.
+    """
+    path = Path(path)
+    skipped = SkippedInput()
+    metadata = TraceMetadata()
+    builder = ColumnBuilder(skipped, metadata)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of short-lived objects and no cycles: collection passes only cost time
+    try:
+        with open_trace(path) as fh:
+            end = StreamEnd()
+            parser = _Parser(path, byte_blocks(fh, path, block_bytes, end), builder, end, block_bytes)
+            top = parser.parse()
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except MemoryError:
+        raise TraceError(f"{path}: not enough memory to read this trace") from None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    _fill_metadata(metadata, top, builder)
+    if builder.count == 0:
+        if skipped.truncated:
+            raise TraceError(f"{path}: no complete event before the input breaks off ({_reasons(skipped)})")
+        if skipped.events:
+            raise TraceError(f"{path}: no usable complete event ({_reasons(skipped)})")
+        raise TraceError(f"{path}: the trace has no complete (\"X\") events")
+    columns: dict[str, Any] = builder.columns()
+    return Trace(
+        path=path,
+        names=builder.name_table(),
+        input_dims=builder.input_dims_table(),
+        metadata=metadata,
+        skipped=skipped,
+        string_ids={value: key for key, value in builder.string_ids.items()},
+        **columns,
+    )
+
+
+def _reasons(skipped: SkippedInput) -> str:
+    return "; ".join(skipped.reasons) or "truncated"
+
+
+class _Parser:
+    def __init__(
+        self, path: Path, blocks: Iterator[bytes], builder: ColumnBuilder, end: StreamEnd, block_bytes: int
+    ) -> None:
+        self.path = path
+        self.blocks = blocks
+        self.builder = builder
+        self.end = end
+        self.block_bytes = block_bytes
+        self.buf = bytearray()
+        self.pos = 0
+        self.base = 0  # file offset of buf[0], for messages
+        self.eof = False
+        self.found_events = False
+
+    # ------------------------------------------------------------------ buffer
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        block = next(self.blocks, None)
+        if block is None:
+            self.eof = True
+            return False
+        keep = max(self.pos - 1, 0)  # one byte before pos stays: _decode_range writes '[' there
+        try:
+            del self.buf[:keep]
+            self.buf += block
+        except BufferError:  # something still views the buffer: copy instead of resizing
+            self.buf = bytearray(self.buf[keep:]) + block
+        self.base += keep
+        self.pos -= keep
+        return True
+
+    def _decode_range(self, start: int, stop: int) -> None:
+        """Decode the events in buf[start:stop] (complete elements separated by commas).
+
+        Decoded in place: the bytes just outside the range (a ',' or whitespace, or the
+        array's own brackets) are swapped for '[' and ']' for the call and put back.
+        """
+        buf = self.buf
+        if start == 0 or stop >= len(buf):
+            self.builder.add_chunk(b"[" + bytes(buf[start:stop]) + b"]")
+            return
+        before, after = buf[start - 1], buf[stop]
+        buf[start - 1], buf[stop] = 0x5B, 0x5D
+        try:
+            with memoryview(buf) as view, view[start - 1:stop + 1] as chunk:
+                self.builder.add_chunk(chunk)
+        finally:
+            buf[start - 1], buf[stop] = before, after
+
+    def _grow(self) -> bool:
+        """Read until the pending data has at least doubled (keeps rescans linear overall)."""
+        target = 2 * (len(self.buf) - self.pos) + 1
+        grew = False
+        while len(self.buf) - self.pos < target and self._more():
+            grew = True
+        return grew
+
+    def _skip_ws(self) -> bool:
+        """Skip whitespace; False if the data ends first."""
+        while True:
+            self.pos = skip_ws(self.buf, self.pos)
+            if self.pos < len(self.buf):
+                return True
+            if not self._more():
+                return False
+
+    def _fail(self, what: str) -> TraceError:
+        return TraceError(f"{self.path}: {what}")
+
+    def _broken(self, offset: int, what: str) -> _Stop | TraceError:
+        """Invalid JSON at buf[offset]: keep the events before it if there are any."""
+        where = f"invalid JSON at byte {self.base + offset}: {what}"
+        if self.end.problem:
+            where = f"{self.end.problem}; {where}"
+        return _Stop(where) if self.builder.count else self._fail(where)
+
+    # ------------------------------------------------------------------ top level
+
+    def parse(self) -> dict[str, Any]:
+        """Parse the whole input; returns the top-level members other than traceEvents."""
+        top: dict[str, Any] = {}
+        try:
+            self._document(top)
+        except _Stop as stop:
+            self.builder.skipped.truncated = True
+            self.builder.skipped.add(stop.reason, events=False)
+        return top
+
+    def _document(self, top: dict[str, Any]) -> None:
+        if not self._skip_ws():
+            if self.end.problem:
+                raise self._fail(self.end.problem)
+            raise self._fail("the file is empty")
+        head = self.buf[self.pos:self.pos + 4]
+        if head.startswith(b"\xef\xbb\xbf"):
+            self.pos += 3
+            self._skip_ws()
+        elif head.startswith((b"\xff\xfe", b"\xfe\xff", b"{\x00", b"\x00{", b"[\x00", b"\x00[")):
+            raise self._fail("the file is UTF-16 text; a trace is UTF-8 JSON")
+        first = self.buf[self.pos:self.pos + 1]
+        if first == b"[":
+            raise self._fail('the JSON is an array; expected an object with a "traceEvents" array')
+        if first != b"{":
+            start = bytes(self.buf[self.pos:self.pos + 16])
+            shown = repr(start.decode()) if start.isascii() and start.decode().isprintable() else "binary data"
+            raise self._fail(f"not a JSON trace (starts with {shown})")
+        self.pos += 1
+        self._members(top, first=True)
+        if not self.found_events:
+            raise self._fail('no "traceEvents" array in the JSON object')
+        if self._skip_ws():
+            self.builder.skipped.add(f"data after the JSON object ignored (byte {self.base + self.pos})", events=False)
+        if self.end.problem:
+            raise _Stop(self.end.problem)
+
+    def _members(self, top: dict[str, Any], first: bool) -> None:
+        """Members of the top-level object up to its closing brace."""
+        while True:
+            if not self._skip_ws():
+                raise self._truncated("inside the top-level object")
+            char = self.buf[self.pos]
+            if char == 0x7D:  # '}'
+                self.pos += 1
+                return
+            if not first:
+                if char != 0x2C:
+                    raise self._broken(self.pos, f"expected ',' or '}}' in the top-level object, found {chr(char)!r}")
+                self.pos += 1
+                if not self._skip_ws():
+                    raise self._truncated("inside the top-level object")
+            first = False
+            key = self._key()
+            if key == "traceEvents":
+                if self.buf[self.pos:self.pos + 1] != b"[":
+                    raise self._fail('"traceEvents" is not an array')
+                self.pos += 1
+                self.found_events = True
+                self._events()
+            else:
+                top[key] = self._value(key)
+
+    def _truncated(self, where: str) -> _Stop | TraceError:
+        reason = self.end.problem or f"the file ends {where} (truncated?)"
+        if self.found_events and self.builder.count:
+            return _Stop(reason)
+        if not self.found_events:
+            return self._fail(f"{reason}; no traceEvents before that")
+        return self._fail(reason)
+
+    def _key(self) -> str:
+        if self.buf[self.pos] != 0x22:
+            raise self._broken(self.pos, f"expected a key, found {chr(self.buf[self.pos])!r}")
+        end = string_end(self.buf, self.pos)
+        while end < 0:
+            if len(self.buf) - self.pos > MAX_VALUE_BYTES or not self._grow():
+                raise self._truncated("inside a key")
+            end = string_end(self.buf, self.pos)
+        try:
+            key = msgspec.json.decode(bytes(self.buf[self.pos:end]))
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise self._broken(self.pos, "undecodable key") from None
+        self.pos = end
+        if not self._skip_ws():
+            raise self._truncated("after a key")
+        if self.buf[self.pos] != 0x3A:  # ':'
+            raise self._broken(self.pos, "expected ':' after a key")
+        self.pos += 1
+        if not self._skip_ws():
+            raise self._truncated("after a key")
+        return key
+
+    def _value(self, key: str) -> Any:
+        while True:
+            try:
+                end = value_end(self.buf, self.pos, final=self.eof)
+            except Malformed as exc:
+                raise self._broken(exc.offset, exc.what) from None
+            if end >= 0:
+                break
+            if self.eof:
+                raise self._truncated(f"inside the top-level value {key!r}")
+            if len(self.buf) - self.pos > MAX_VALUE_BYTES:
+                raise self._fail(f"top-level value {key!r} is larger than {MAX_VALUE_BYTES >> 20} MiB")
+            self._grow()
+        raw = bytes(self.buf[self.pos:end])
+        self.pos = end
+        try:
+            return msgspec.json.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise self._broken(self.pos - len(raw), f"in top-level value {key!r} ({exc})") from None
+
+    # ------------------------------------------------------------------ events
+
+    def _events(self) -> None:
+        """The traceEvents array, from just after its '[' to just after its ']'."""
+        while True:
+            if not self.eof and len(self.buf) - self.pos < self.block_bytes:
+                self._check_usable()
+                self._more()
+                continue
+            if self.eof:
+                self._events_at_eof()
+                return
+            split = last_split(self.buf, self.pos)
+            if split is not None:
+                try:
+                    self._decode_range(self.pos, split[0])
+                    self.pos = split[1]
+                    continue
+                except msgspec.DecodeError:
+                    pass  # the boundary was inside a string or a nested object, or past the array's end
+            before = self.pos
+            if not self._exact_step(final=False):
+                return
+            if self.pos == before:  # a single event longer than the data at hand
+                if len(self.buf) - self.pos > MAX_VALUE_BYTES:
+                    too_long = f"an event larger than {MAX_VALUE_BYTES >> 20} MiB (or an unterminated one)"
+                    raise self._broken(self.pos, too_long)
+                self._grow()
+
+    def _check_usable(self) -> None:
+        """Give up on an array that is mostly not events (element-wise decoding is slow)."""
+        bad, good = self.builder.skipped.events, self.builder.count
+        if bad > UNUSABLE_LIMIT and bad > 10 * good:
+            raise self._fail(f"not a trace: {bad} of the first {bad + good} traceEvents entries are unusable")
+
+    def _events_at_eof(self) -> None:
+        """The rest of the array once all data is in: usually a few events, ']' and the tail."""
+        tries = 0
+        for match in _ARRAY_END.finditer(self.buf, self.pos):
+            tries += 1
+            if tries > _FAST_END_TRIES:
+                break
+            try:
+                self._decode_range(self.pos, match.start() + 1)
+            except msgspec.DecodeError:
+                continue
+            self.pos = match.end()
+            return
+        while self._exact_step(final=True):
+            pass
+
+    def _exact_step(self, final: bool) -> bool:
+        """Walk elements exactly from pos; False once the array has ended. Raises _Stop when the
+        input breaks off or turns invalid after some events, TraceError before any."""
+        scan = scan_elements(self.buf, self.pos, final, limit=EXACT_BATCH)
+        if scan.spans:
+            self._decode_spans(scan.spans)
+        self.pos = scan.resume
+        if scan.array_end >= 0:
+            self.pos = scan.array_end
+            return False
+        if scan.error is not None:
+            raise self._broken(scan.error.offset, scan.error.what)
+        if len(scan.spans) == EXACT_BATCH:
+            self._check_usable()
+            return True
+        if final:
+            raise self._truncated("inside traceEvents")
+        return True
+
+    def _decode_spans(self, spans: list[tuple[int, int]]) -> None:
+        start, stop = spans[0][0], spans[-1][1]
+        try:
+            self._decode_range(start, stop)
+            return
+        except msgspec.DecodeError:
+            pass
+        for index, (a, b) in enumerate(spans):  # find the one that is not JSON; keep those before it
+            try:
+                msgspec.json.decode(bytes(self.buf[a:b]), type=msgspec.Raw)  # syntax only, not UTF-8
+            except msgspec.DecodeError as exc:
+                if index:
+                    self._decode_range(start, spans[index - 1][1])
+                raise self._broken(a, f"event is not valid JSON ({exc})") from None
+        raise self._broken(start, "events are not valid JSON")
+
+
+def _fill_metadata(metadata: TraceMetadata, top: dict[str, Any], builder: ColumnBuilder) -> None:
+    def pick(key: str, kind: type | tuple[type, ...]) -> Any:
+        value = top.pop(key, None)
+        if value is None:
+            return None
+        if isinstance(value, kind) and not isinstance(value, bool):
+            return value
+        top[key] = value  # unexpected type: kept as it is, in extra
+        return None
+
+    metadata.schema_version = pick("schemaVersion", int)
+    properties = pick("deviceProperties", list) or []
+    metadata.device_properties = [p for p in properties if isinstance(p, dict)]
+    metadata.distributed_info = pick("distributedInfo", dict)
+    metadata.base_time_ns = pick("baseTimeNanoseconds", int)
+    metadata.trace_name = pick("traceName", str)
+    metadata.display_time_unit = pick("displayTimeUnit", str)
+    shapes = top.pop("record_shapes", None)
+    metadata.record_shapes = bool(shapes) or len(builder.input_dims) > 1
+    metadata.extra = top
