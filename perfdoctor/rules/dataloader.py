@@ -37,6 +37,18 @@ def wait_numbers(data: RunData, loader: LoaderSummary) -> tuple[float, float, fl
     return steps.breakdown["dataloader"] * steady, steps.breakdown_ms["dataloader"] * steady, steps.mean_ms
 
 
+def waiting_on(data: RunData, min_share: float, min_ms: float) -> tuple[LoaderSummary, float, float, float] | None:
+    """The loader the step waits on, with (share, ms per step, step ms), when it waits enough."""
+    loader = busiest_loader(data.dataloaders)
+    numbers = None if loader is None else wait_numbers(data, loader)
+    if loader is None or numbers is None:
+        return None
+    share, wait_ms, step_ms = numbers
+    if share < min_share or wait_ms < min_ms:
+        return None
+    return loader, share, wait_ms, step_ms
+
+
 def producer_ms(loader: LoaderSummary, wait_ms: float, step_ms: float) -> float:
     """Time one producer needs per batch: the main process itself (num_workers=0) needs the
     whole wait; k workers that keep the step waiting need k x (the step they feed)."""
@@ -81,13 +93,10 @@ class DataLoaderBottleneck(Rule):
         io_bound_worker_cpu: float = 50.0  # workers below this % of a core wait on I/O, not CPU
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        loader = busiest_loader(data.dataloaders)
-        numbers = None if loader is None else wait_numbers(data, loader)
-        if numbers is None or loader is None:
+        waiting = waiting_on(data, limits.min_wait_share, limits.min_wait_ms)
+        if waiting is None:
             return None
-        share, wait_ms, step_ms = numbers
-        if share < limits.min_wait_share or wait_ms < limits.min_wait_ms:
-            return None
+        loader, share, wait_ms, step_ms = waiting
         if cores_saturated(loader, limits.cores_busy_share):
             return None  # dataloader-cpu-saturated: more workers would not help
         cores = usable_cores(data)
@@ -170,13 +179,10 @@ class DataLoaderCpuSaturated(Rule):
         cores_busy_share: float = 0.90  # share of all cores' time busy while the step waited
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        loader = busiest_loader(data.dataloaders)
-        numbers = None if loader is None else wait_numbers(data, loader)
-        if numbers is None or loader is None:
+        waiting = waiting_on(data, limits.min_wait_share, limits.min_wait_ms)
+        if waiting is None:
             return None
-        share, wait_ms, step_ms = numbers
-        if share < limits.min_wait_share or wait_ms < limits.min_wait_ms:
-            return None
+        loader, share, wait_ms, step_ms = waiting
         if not cores_saturated(loader, limits.cores_busy_share):
             return None
         cores = usable_cores(data)
