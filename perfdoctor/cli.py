@@ -14,21 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
-from .command import Command
+from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
 
 if TYPE_CHECKING:
     from .rundir import RunDir
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
 
 
 def _step_range(text: str) -> tuple[int, int]:
@@ -43,16 +33,6 @@ def _step_range(text: str) -> tuple[int, int]:
     return first, last
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0: {text}")
-    return value
-
-
 class RunCommand(Command):
     name = "run"
     help = "run a training script under instrumentation and write a report"
@@ -60,7 +40,7 @@ class RunCommand(Command):
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.usage = "perfdoctor run [OPTIONS] (SCRIPT | -m MODULE) [ARGS...]"
         parser.add_argument("--out", type=Path, help="run directory (default: perfdoctor-runs/<name>-<time>)")
-        parser.add_argument("--max-steps", type=_positive_int, help="end the job cleanly after N training steps")
+        parser.add_argument("--max-steps", type=positive_int, help="end the job cleanly after N training steps")
         parser.add_argument(
             "--profile-steps",
             type=_step_range,
@@ -69,7 +49,7 @@ class RunCommand(Command):
         )
         parser.add_argument("--no-profile", action="store_true", help="do not run torch.profiler")
         parser.add_argument("--profile-stack", action="store_true", help="record Python stacks in the trace (slower)")
-        parser.add_argument("--host-interval", type=_positive_float, default=0.5, metavar="SECONDS", help="host sampling interval (default 0.5)")
+        parser.add_argument("--host-interval", type=positive_number, default=0.5, metavar="SECONDS", help="host sampling interval (default 0.5)")
         parser.add_argument("--config", type=Path, help="pyproject.toml with [tool.perfdoctor] (default: nearest one)")
         parser.add_argument("-q", "--quiet", action="store_true", help="no console summary")
         distributed = parser.add_argument_group(
@@ -244,7 +224,13 @@ def _load_config(path: Path | None, start: Path):
     return load_config(start=start, path=path)
 
 
-COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand())
+def _gate_commands() -> tuple[Command, ...]:
+    from .gate.commands import CheckCommand, DiffCommand
+
+    return CheckCommand(), DiffCommand()
+
+
+COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand(), *_gate_commands())
 
 
 def split_run_argv(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:

@@ -1,0 +1,245 @@
+"""Is the candidate run's step time a real regression against a baseline, or noise?
+
+The question is asked of the two runs' step-time distributions, not of two numbers: the ratio of
+their median steady-state steps (candidate / baseline) gets a bootstrap confidence interval, and
+
+    regression    the whole interval lies above 1 + max_regression
+    ok            the interval's upper bound is at or below 1 + max_regression
+    inconclusive  the interval straddles the limit: these runs cannot tell (too few or too noisy steps)
+
+Why these choices:
+- Medians, because one stalled step (a checkpoint, another job on the machine) must not move them.
+- A circular *block* bootstrap, resampling runs of consecutive steps, because step times on a
+  shared machine are not independent: a neighbour's burst of load slows many steps in a row. An
+  ordinary bootstrap treats those steps as independent evidence and gives an interval far too
+  narrow, so that two runs of the same code under different load look "significantly" different.
+  The block length comes from the data: the first lag after which the series' (rank)
+  autocorrelation stays insignificant (the rule of Politis & White, 2004), doubled. Independent
+  steps get blocks of 1, which is the ordinary bootstrap; a run whose speed drifts or jumps gets
+  long blocks and, honestly, a wide interval.
+- Percentile intervals of the ratio, each side resampled on its own, with a fixed seed: the
+  same two reports always give the same verdict.
+What no comparison of two single runs can do: tell a code change from a machine that was
+uniformly faster or slower for one whole run, with steady steps throughout (another tenant on the
+host, a different CPU). Such a run looks exactly like a regression; a second candidate run
+settles it.
+Only the standard library: this runs in `perfdoctor check`, which must start fast.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from statistics import median
+from typing import Any, Sequence
+
+from .reportfile import LoadedReport
+
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+SEED = 20240531
+MIN_STEPS = 5  # per side; fewer is always inconclusive
+
+VERDICT_OK = "ok"
+VERDICT_REGRESSION = "regression"
+VERDICT_INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class StepSample:
+    """A run's steady-state step times, in step order: step 0 and profiled steps left out."""
+
+    durations_ms: list[float]
+    stride: int  # report.json thins long series: every stride-th step is here
+    left_out: int  # steps of the series not used (step 0, profiled, missing)
+
+
+def step_sample(report: LoadedReport) -> StepSample:
+    series = report.section("steps").get("series")
+    series = series if isinstance(series, dict) else {}
+    durations = series.get("duration_ms") if isinstance(series.get("duration_ms"), list) else []
+    profiled = series.get("profiled") if isinstance(series.get("profiled"), list) else []
+    numbers = series.get("step") if isinstance(series.get("step"), list) else list(range(len(durations)))
+    stride = series.get("stride") if isinstance(series.get("stride"), int) and series.get("stride", 0) > 0 else 1
+    kept: list[float] = []
+    for index, duration in enumerate(durations):
+        step = numbers[index] if index < len(numbers) else index * stride
+        was_profiled = bool(profiled[index]) if index < len(profiled) else False
+        if step == 0 or was_profiled or isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            continue
+        if math.isfinite(duration) and duration > 0:
+            kept.append(float(duration))
+    return StepSample(durations_ms=kept, stride=stride, left_out=len(durations) - len(kept))
+
+
+@dataclass(frozen=True)
+class RegressionResult:
+    verdict: str
+    max_regression: float
+    ratio: float | None  # candidate median / baseline median
+    low: float | None  # the confidence interval of the ratio
+    high: float | None
+    confidence: float
+    baseline_steps: int
+    candidate_steps: int
+    baseline_median_ms: float | None
+    candidate_median_ms: float | None
+    block_lengths: tuple[int, int]  # baseline, candidate
+    resamples: int
+    reason: str
+
+    @property
+    def limit(self) -> float:
+        return 1 + self.max_regression
+
+    def line(self) -> str:
+        counts = f"{self.candidate_steps} candidate steps, {self.baseline_steps} baseline steps"
+        if self.ratio is None or self.low is None or self.high is None:
+            return f"baseline: {self.verdict}: {self.reason} ({counts})"
+        return (
+            f"baseline: {self.verdict}: median step {self.candidate_median_ms:.2f} ms vs baseline "
+            f"{self.baseline_median_ms:.2f} ms, ratio {self.ratio:.3f} ({self.confidence:.0%} CI "
+            f"{self.low:.3f}-{self.high:.3f}, limit {self.limit:.3f}): {self.reason} ({counts}; "
+            f"block bootstrap, blocks of {self.block_lengths[0]}/{self.block_lengths[1]} steps, {self.resamples} resamples)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 4)
+
+        return {
+            "verdict": self.verdict,
+            "ratio": rounded(self.ratio),
+            "interval": None if self.low is None else [rounded(self.low), rounded(self.high)],
+            "confidence": self.confidence,
+            "limit": round(self.limit, 6),
+            "max_regression": self.max_regression,
+            "baseline": {"steps": self.baseline_steps, "median_ms": rounded(self.baseline_median_ms), "block_length": self.block_lengths[0]},
+            "candidate": {"steps": self.candidate_steps, "median_ms": rounded(self.candidate_median_ms), "block_length": self.block_lengths[1]},
+            "method": "circular block bootstrap of the ratio of medians, percentile interval",
+            "resamples": self.resamples,
+            "reason": self.reason,
+        }
+
+
+def compare_step_times(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    max_regression: float,
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = SEED,
+) -> RegressionResult:
+    """The verdict on candidate vs baseline step times (each in step order)."""
+    base, cand = list(baseline), list(candidate)
+    limit = 1 + max_regression
+    blank = dict(max_regression=max_regression, confidence=confidence, baseline_steps=len(base), candidate_steps=len(cand), resamples=0)
+    if len(base) < MIN_STEPS or len(cand) < MIN_STEPS:
+        return RegressionResult(
+            VERDICT_INCONCLUSIVE, ratio=None, low=None, high=None, baseline_median_ms=median(base) if base else None,
+            candidate_median_ms=median(cand) if cand else None, block_lengths=(0, 0),
+            reason=f"too few steady-state steps to compare (at least {MIN_STEPS} per run; run more steps, e.g. --max-steps 60)",
+            **blank,
+        )
+    base_median, cand_median = median(base), median(cand)
+    ratio = cand_median / base_median
+    rng = random.Random(seed)
+    blocks = (block_length(base), block_length(cand))
+    base_medians = bootstrap_medians(base, blocks[0], resamples, rng)
+    cand_medians = bootstrap_medians(cand, blocks[1], resamples, rng)
+    ratios = sorted(c / b for c, b in zip(cand_medians, base_medians))
+    tail = (1 - confidence) / 2
+    low, high = quantile(ratios, tail), quantile(ratios, 1 - tail)
+    if low > limit:
+        verdict = VERDICT_REGRESSION
+        reason = f"slower by more than {max_regression:.0%} (the whole interval is above the limit)"
+    elif high <= limit:
+        verdict = VERDICT_OK
+        reason = f"no regression beyond {max_regression:.0%} (the interval ends at or below the limit)"
+    else:
+        verdict = VERDICT_INCONCLUSIVE
+        reason = (
+            f"the interval straddles the limit: these runs cannot tell a {max_regression:.0%} regression from noise "
+            "(run more steps, or on a quieter machine)"
+        )
+    return RegressionResult(
+        verdict, max_regression=max_regression, ratio=ratio, low=low, high=high, confidence=confidence,
+        baseline_steps=len(base), candidate_steps=len(cand), baseline_median_ms=base_median,
+        candidate_median_ms=cand_median, block_lengths=blocks, resamples=resamples, reason=reason,
+    )
+
+
+def compare_reports(baseline: LoadedReport, candidate: LoadedReport, max_regression: float, **options: Any) -> RegressionResult:
+    return compare_step_times(step_sample(baseline).durations_ms, step_sample(candidate).durations_ms, max_regression, **options)
+
+
+# --- the bootstrap --------------------------------------------------------------------------------
+
+
+def bootstrap_medians(values: list[float], block: int, resamples: int, rng: random.Random) -> list[float]:
+    """Medians of `resamples` circular block bootstrap resamples of `values` (each as long as `values`)."""
+    n = len(values)
+    block = max(1, min(block, n))
+    wrapped = values + values[: block - 1]  # circular: a block may run past the end into the start
+    blocks_needed = -(-n // block)
+    middle = n // 2
+    medians = []
+    for _ in range(resamples):
+        resample: list[float] = []
+        for _ in range(blocks_needed):
+            start = rng.randrange(n)
+            resample.extend(wrapped[start : start + block])
+        del resample[n:]
+        resample.sort()
+        medians.append(resample[middle] if n % 2 else (resample[middle - 1] + resample[middle]) / 2)
+    return medians
+
+
+def block_length(values: Sequence[float]) -> int:
+    """Twice the lag after which the rank autocorrelation stays insignificant (Politis & White's
+    rule for the flat-top lag window); 1 for independent steps, at most a third of the run."""
+    n = len(values)
+    if n < 8:
+        return 1
+    ranks = _ranks(values)
+    mean = (n - 1) / 2
+    centred = [r - mean for r in ranks]
+    variance = sum(c * c for c in centred)
+    if variance == 0:
+        return 1
+    threshold = 2 * math.sqrt(math.log10(n) / n)
+    run_needed = max(5, math.ceil(math.sqrt(math.log10(n))))
+    max_lag = n // 3
+    quiet = 0
+    for lag in range(1, max_lag + 1):
+        rho = sum(centred[i] * centred[i + lag] for i in range(n - lag)) / variance
+        quiet = quiet + 1 if abs(rho) < threshold else 0
+        if quiet == run_needed:
+            m = lag - run_needed  # the last significant lag
+            return max(1, min(2 * m, max_lag))
+    return max(1, max_lag)
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks 0..n-1, ties sharing their mean rank: autocorrelation of ranks ignores outliers' size."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    return ranks
+
+
+def quantile(ordered: list[float], q: float) -> float:
+    """The q-quantile of sorted values, linear between neighbours."""
+    position = q * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
