@@ -48,6 +48,10 @@ class HostSampler(Collector):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            try:  # one last sample, so that a run shorter than the interval still has one
+                self._sample()
+            except Exception as error:
+                self._error = f"{type(error).__name__}: {error}"
         self._thread = None
 
     def _loop(self) -> None:
