@@ -7,8 +7,11 @@ first optimizer step arrives, the batch-steps seen so far are folded into one wa
 
 Phases, measured on the training thread only (DataParallel replicas run forward in threads):
 - dataloader: time inside DataLoader `next()` (reported by the DataLoader probe);
-- forward: time inside top-level `nn.Module` calls (global forward pre/post hooks, depth-counted),
-  except a forward that runs inside backward (activation checkpointing recomputes);
+- forward: time inside top-level `nn.Module` calls (forward pre/post hooks, depth-counted),
+  except a forward that runs inside backward (activation checkpointing recomputes). Global module
+  hooks send every module call down torch's slow path, so they only find the top-level modules
+  during the first steps; then hooks on those modules alone replace them (a model first called at
+  top level later on, say for evaluation, counts as "other");
 - backward: time inside `torch.autograd.backward` / `torch.autograd.grad`;
 - optimizer: `Optimizer.step()`, `Optimizer.zero_grad()` and `Module.zero_grad()`;
 - other: the rest of the step. Two parts of it are timed on their own: the gap between a batch
@@ -23,11 +26,13 @@ integer additions per event.
 from __future__ import annotations
 
 import threading
+import weakref
 from array import array
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Callable
 
+DISCOVERY_STEPS = 3  # steps during which global module hooks find the top-level modules
 MODE_OPTIMIZER = "optimizer"
 MODE_BATCH = "batch"
 
@@ -89,6 +94,8 @@ class StepClock:
         self._primary_optimizer: int | None = None
         self.optimizers: dict[int, dict[str, Any]] = {}  # what each optimizer is, recorded once
         self._hook_handles: list[Any] = []
+        self._global_forward_handles: list[Any] = []
+        self._top_modules: dict[int, Any] = {}  # id -> weakref of modules called at top level
         self._patched: list[tuple[Any, str, Any]] = []
         self._reset_step(None)
         self._forward_depth = 0
@@ -115,6 +122,8 @@ class StepClock:
         self._hook_handles = [
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post),
+        ]
+        self._global_forward_handles = [
             nn_module.register_module_forward_pre_hook(self._forward_pre),
             nn_module.register_module_forward_hook(self._forward_post, always_call=True),
         ]
@@ -124,9 +133,10 @@ class StepClock:
         self._patch(torch.nn.Module, "zero_grad", self._timed_zero_grad)
 
     def uninstall(self) -> None:
-        for handle in self._hook_handles:
+        for handle in [*self._hook_handles, *self._global_forward_handles]:
             handle.remove()
         self._hook_handles = []
+        self._global_forward_handles = []
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
         self._patched = []
@@ -212,6 +222,8 @@ class StepClock:
             self._forward_t0 = perf_counter_ns()
             self._open_step(self._forward_t0)
             self._phase_starts("forward", self._forward_t0)
+            if self._global_forward_handles and id(module) not in self._top_modules:
+                self._top_modules[id(module)] = weakref.ref(module)
         self._forward_depth += 1
 
     def _forward_post(self, module: Any, args: Any, output: Any) -> None:
@@ -315,10 +327,22 @@ class StepClock:
         # The next step starts where this one ended (optimizer mode: steps are contiguous).
         self._reset_step(t_ns if self.mode == MODE_OPTIMIZER or self._primary_optimizer else None)
         self._forward_depth = 0
+        if index + 1 == DISCOVERY_STEPS and self._global_forward_handles and self._top_modules:
+            self._hook_top_modules_only()
         for listener in self._listeners:
             listener(index)
         if self.max_steps is not None and index + 1 >= self.max_steps:
             self.stop_requested = True
+
+    def _hook_top_modules_only(self) -> None:
+        modules = [ref() for ref in self._top_modules.values()]
+        for handle in self._global_forward_handles:
+            handle.remove()
+        self._global_forward_handles = []
+        for module in modules:
+            if module is not None:
+                self._hook_handles.append(module.register_forward_pre_hook(self._forward_pre))
+                self._hook_handles.append(module.register_forward_hook(self._forward_post, always_call=True))
 
     def _fold_batch_steps(self) -> None:
         """The first optimizer step: batch-steps so far were micro-steps of one warm-up step."""

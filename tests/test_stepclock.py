@@ -135,3 +135,16 @@ def test_listeners_hear_every_step_end(clock):
     for x, y in loader(4):
         train_step(model, optimizer, x, y)
     assert heard == [0, 1, 2, 3]
+
+
+def test_after_discovery_only_top_level_modules_carry_hooks(clock):
+    from torch.nn.modules import module as nn_module
+
+    from perfdoctor.stepclock import DISCOVERY_STEPS
+
+    model, optimizer = model_and_optimizer()
+    for x, y in loader(DISCOVERY_STEPS + 3):
+        train_step(model, optimizer, x, y)
+    assert not nn_module._global_forward_pre_hooks and not nn_module._global_forward_hooks
+    assert model._forward_pre_hooks and not model[0]._forward_pre_hooks  # the model, not its layers
+    assert all(ns > 0 for ns in clock.steps.forward_ns[DISCOVERY_STEPS:])

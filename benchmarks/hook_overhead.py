@@ -1,0 +1,90 @@
+"""The cost of perfdoctor's in-step hooks (step clock, DataLoader probe, DDP collector) on the
+reference workload, measured in one process: blocks of steps with the hooks installed and
+without, alternating, so that machine noise hits both sides alike. Complements overhead.py,
+whose whole-run comparison carries run-to-run noise of several percent on a shared machine.
+
+    python benchmarks/hook_overhead.py [--blocks 20] [--steps-per-block 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sample_workloads"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from perfdoctor.collectors.base import CollectorContext, RunOptions  # noqa: E402
+from perfdoctor.collectors.dataloader import DataLoaderProbe  # noqa: E402
+from perfdoctor.collectors.ddp import DdpCollector  # noqa: E402
+from perfdoctor.rundir import RunDir  # noqa: E402
+from perfdoctor.stepclock import StepClock  # noqa: E402
+from reference_cnn import ReferenceCNN, synthetic_mnist  # noqa: E402
+
+
+class Hooks:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __enter__(self) -> "Hooks":
+        self.clock = StepClock()
+        self.clock.install()
+        context = CollectorContext(rundir=RunDir(self.folder), rank=None, clock=self.clock, options=RunOptions())
+        self.collectors = [DataLoaderProbe(), DdpCollector()]
+        for collector in self.collectors:
+            collector.start(context)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for collector in self.collectors:
+            collector.stop()
+        self.clock.uninstall()
+
+
+def block_ms(model, optimizer, loader, steps: int) -> list[float]:
+    times = []
+    iterator = iter(loader)
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        images, labels = next(iterator)
+        optimizer.zero_grad()
+        F.nll_loss(model(images), labels).backward()
+        optimizer.step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=20)
+    parser.add_argument("--steps-per-block", type=int, default=10)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = ReferenceCNN()
+    optimizer = torch.optim.Adam(model.parameters())
+    loader = DataLoader(synthetic_mnist(64 * args.steps_per_block), batch_size=64, shuffle=True)
+    block_ms(model, optimizer, loader, args.steps_per_block)  # warm-up
+    bare, hooked = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for block in range(args.blocks):
+            if block % 2:
+                with Hooks(Path(folder)):
+                    hooked += block_ms(model, optimizer, loader, args.steps_per_block)
+            else:
+                bare += block_ms(model, optimizer, loader, args.steps_per_block)
+    ratio = statistics.median(hooked) / statistics.median(bare)
+    print(
+        f"median step: bare {statistics.median(bare):.3f} ms, with perfdoctor's hooks {statistics.median(hooked):.3f} ms "
+        f"(x{ratio:.4f}; {len(bare)} and {len(hooked)} steps in alternating blocks of {args.steps_per_block})"
+    )
+
+
+if __name__ == "__main__":
+    main()
