@@ -307,8 +307,11 @@ class ColumnBuilder:
 
         dims = list(map(bytes, map(_get_dims, args)))
         dims_table = self.input_dims
-        for shape in set(dims) - dims_table.keys():
-            dims_table[shape] = len(dims_table) - 1
+        # In order of first appearance (a set's order changes with hash seeds): the same trace
+        # always gives the same ids, so reports derived from it are identical.
+        for shape in dict.fromkeys(dims):
+            if shape not in dims_table:
+                dims_table[shape] = len(dims_table) - 1
         input_dims_id = np.fromiter(map(dims_table.__getitem__, dims), dtype=np.int32, count=n)
 
         device, stream = self._device_and_stream(cat, pid, tid, arg["device"], arg["stream"])
