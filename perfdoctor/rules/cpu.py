@@ -148,6 +148,9 @@ class HostOverheadBound(Rule):
     class Thresholds:
         min_ops_per_step: float = 300.0
         min_overhead_share: float = 0.40  # share of step time in tiny ops and between ops
+        # The tiny ops themselves must be a real share: a thread idle between ops (waiting on other
+        # ranks, on I/O) has large gaps too, and batching or compiling would not help it.
+        min_small_op_share: float = 0.15
         recoverable: float = 0.5  # share of that overhead that batching or compiling removes
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
@@ -156,6 +159,8 @@ class HostOverheadBound(Rule):
             return None
         overhead = trace.small_op_share + (trace.gap_share or 0.0)
         if trace.ops_per_step < limits.min_ops_per_step or overhead < limits.min_overhead_share:
+            return None
+        if trace.small_op_share < limits.min_small_op_share:
             return None
         batch = next((loader.args.get("batch_size") for loader in data.dataloaders if loader.batches), None)
         return self.finding(

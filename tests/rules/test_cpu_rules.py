@@ -81,6 +81,10 @@ class TestHostOverheadBound:
     def test_silent_on_few_large_ops(self):
         assert check(HostOverheadBound(), make_run(HEALTHY, trace=trace(150, 0.05, 0.05))) is None
 
+    def test_silent_when_the_gaps_are_waiting_not_tiny_ops(self):
+        # a DDP rank waiting for a straggler: long stretches between ops, few tiny ones
+        assert check(HostOverheadBound(), make_run(HEALTHY, trace=trace(1200, 0.02, 0.72))) is None
+
     def test_silent_when_many_ops_are_each_big(self):
         assert check(HostOverheadBound(), make_run(HEALTHY, trace=trace(2000, 0.10, 0.05))) is None
 
