@@ -59,8 +59,9 @@ def default_collectors(options: RunOptions) -> list[Collector]:
     from .collectors.settings import SettingsSnapshot
 
     from .collectors.ddp import DdpCollector
+    from .collectors.gpu import NvmlSampler
 
-    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector()]
+    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector(), NvmlSampler()]
     if options.profile:
         from .collectors.profiler import ProfilerCollector
 

@@ -88,12 +88,16 @@ def data_from_trace(path: Path, trace: Any) -> RunData:
         notes.append("The trace has no ProfilerStep ranges: the whole trace is treated as one step.")
     if summary.skipped:
         notes.append("Parts of the trace were unusable and skipped: " + "; ".join(summary.skipped))
+    from .gpu import gpu_section
+
+    environment = environment_from_trace(trace)
     return RunData(
         run=RunInfo(script=path.name, status="completed", source="trace", ranks=1),
-        environment=environment_from_trace(trace),
+        environment=environment,
         steps=stats,
         series=series,
         trace=summary,
+        gpu=gpu_section(trace, environment=environment),
         notes=notes,
     )
 

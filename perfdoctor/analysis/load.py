@@ -57,7 +57,8 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, dict[str, Any]
         host=summarize_host(raw("host"), (settings.get("cpu") or {}).get("affinity"), WARMUP_STEPS),
         profiler=profiler,
     )
-    _add_trace(data, rundir, profiler, rank)
+    trace = _add_trace(data, rundir, profiler, rank)
+    _add_gpu(data, trace, raw("gpu"), raw("steps").get("optimizers"))
     _add_notes(data, run_raw, profiler)
     return data, rundir.read_raw_file("ddp", rank)
 
@@ -120,16 +121,28 @@ def environment_from_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return environment
 
 
-def _add_trace(data: RunData, rundir: RunDir, profiler: dict[str, Any] | None, rank: int | None) -> None:
+def _add_trace(data: RunData, rundir: RunDir, profiler: dict[str, Any] | None, rank: int | None) -> Any:
+    """Summarise the rank's trace into data.trace; return the Trace read (or None)."""
     listed = [rundir.root / path for path in (profiler or {}).get("traces") or []]
     paths = [path for path in listed if path.exists()]
     if not paths and rank is None and not profiler:
         paths = rundir.trace_files()
     if not paths:
-        return
+        return None
     from .trace_summary import summarize_traces
 
-    data.trace = summarize_traces(paths, relative_to=rundir.root)
+    data.trace, trace = summarize_traces(paths, relative_to=rundir.root)
+    return trace
+
+
+def _add_gpu(data: RunData, trace: Any, nvml: dict[str, Any], optimizers: list[dict[str, Any]] | None) -> None:
+    """The `gpu` section, when the run used a GPU (from the trace already read, and NVML)."""
+    cuda = data.environment.get("cuda") or {}
+    if not cuda.get("initialized") and not nvml.get("available"):
+        return
+    from .gpu import gpu_section
+
+    data.gpu = gpu_section(trace, nvml=nvml or None, environment=data.environment, optimizers=optimizers)
 
 
 def _add_notes(data: RunData, run_raw: dict[str, Any], profiler: dict[str, Any] | None) -> None:

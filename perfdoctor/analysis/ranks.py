@@ -83,6 +83,19 @@ def rank_summary(data: RunData, ddp_raw: dict[str, Any] | None, rank: int | None
     }
 
 
+def slowest_step_share(summaries: list[dict[str, Any]], rank: int | None) -> float | None:
+    """In what share of steps (after the first) `rank` had the longest local time: a real
+    straggler is slowest nearly every step, a rank that merely drew the noise is not."""
+    series = [s.get("local_ms") or [] for s in summaries]
+    strides = {s.get("series_stride") for s in summaries}
+    length = min((len(values) for values in series), default=0)
+    if len(strides) != 1 or length < 3:
+        return None
+    index = [s.get("rank") for s in summaries].index(rank)
+    wins = sum(1 for i in range(1, length) if max(range(len(series)), key=lambda r: series[r][i]) == index)
+    return wins / (length - 1)
+
+
 def _comm_of(summary: dict[str, Any]) -> tuple[float | None, float | None]:
     """(communication ms, exposed ms) per backward pass, from DDP's logger or else the trace."""
     if summary.get("comm_ms") is not None:
@@ -123,6 +136,7 @@ def merge_ranks(summaries: list[dict[str, Any]], world_size: int | None = None) 
             "others_local_p50_ms": typical,
             "others_wait_ms_per_step": max(0.0, slowest_ms - typical),
             "step_p50_ms": next(row["step_p50_ms"] for row in table if row["rank"] == slowest_rank),
+            "slowest_step_share": slowest_step_share(ranks, slowest_rank),
         }
     logged = first.get("logged") or {}
     # A rank's communication time includes waiting for slower ranks: the rank that waits least

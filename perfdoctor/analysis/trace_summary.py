@@ -20,8 +20,10 @@ NAMED_OPS = {
 }
 
 
-def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> TraceSummary:
-    """Summarise a rank's traces (normally one; the last is used when a window was re-taken)."""
+def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> tuple[TraceSummary, Any]:
+    """Summarise a rank's traces (normally one; the last readable one is used when a window was
+    re-taken). Returns the summary and the Trace it came from (None if none was readable), so
+    that other analyses need not read it again."""
     from ..trace import TraceError, read_trace
 
     files = [str(path.relative_to(relative_to)) if relative_to else str(path) for path in paths]
@@ -32,9 +34,8 @@ def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> Trac
         except TraceError as error:
             summary.skipped.append(f"{path.name}: {error}")
             continue
-        summarize_trace(trace, summary)
-        break
-    return summary
+        return summarize_trace(trace, summary), trace
+    return summary, None
 
 
 def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:

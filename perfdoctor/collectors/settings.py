@@ -168,6 +168,23 @@ def _cuda(torch: Any) -> dict[str, Any]:
     return info
 
 
+def cuda_memory_peaks() -> list[dict[str, Any]] | None:
+    """Per device: the most memory torch's caching allocator held (reserved) and handed out
+    (allocated) during the run; None when CUDA was never initialised (asking would initialise it)."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return [
+        {
+            "index": index,
+            "allocated_bytes": torch.cuda.max_memory_allocated(index),
+            "reserved_bytes": torch.cuda.max_memory_reserved(index),
+        }
+        for index in range(torch.cuda.device_count())
+    ]
+
+
 class SettingsSnapshot(Collector):
     name = "settings"
 
@@ -194,11 +211,23 @@ class SettingsSnapshot(Collector):
         if self._settings is None:
             self._take("end of run")
         settings = self._settings or {}
+        self._add_cuda_peaks(settings)
         threads = (settings.get("threads") or {}).get("intra_op") or 0
         cores = (settings.get("cpu") or {}).get("usable_cores") or 0
         local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
         if cores and threads * local_ranks > cores:
             settings["thread_probe"] = thread_probe(threads, max(1, cores // local_ranks))
+
+    def _add_cuda_peaks(self, settings: dict[str, Any]) -> None:
+        peaks = cuda_memory_peaks()
+        if peaks is None:
+            return
+        import torch
+
+        cuda = settings.setdefault("cuda", {})
+        if not cuda.get("devices"):  # CUDA was first used after the snapshot
+            cuda.update(_cuda(torch))
+        cuda["memory_peaks"] = peaks
 
     def payload(self) -> dict[str, Any]:
         return {"taken_at": self._when, **(self._settings or {})}

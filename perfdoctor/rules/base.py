@@ -19,6 +19,12 @@ WARNING_SAVING = 0.10  # ... at or above this a warning; below, info
 TUNING_GUIDE = "https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html"
 
 
+def severity_at_most(saving: float, cap: str) -> str:
+    """severity_for(saving), but no higher than `cap` (for advice that changes numerics)."""
+    severity = severity_for(saving)
+    return severity if SEVERITIES.index(severity) >= SEVERITIES.index(cap) else cap
+
+
 def severity_for(saving: float) -> str:
     if saving >= CRITICAL_SAVING:
         return "critical"

@@ -102,6 +102,7 @@ class DdpStraggler(Rule):
     class Thresholds:
         min_wait_share: float = 0.10  # the others' wait as a share of the step
         min_wait_ms: float = 1.0
+        min_slowest_step_share: float = 0.75  # the rank must be the slowest in this share of steps
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
         ddp, step = ddp_of(data), step_ms(data)
@@ -112,6 +113,9 @@ class DdpStraggler(Rule):
         share = wait / step
         if share < limits.min_wait_share or wait < limits.min_wait_ms:
             return None
+        consistency = straggler.get("slowest_step_share")
+        if consistency is not None and consistency < limits.min_slowest_step_share:
+            return None  # slowest now and then: noise spread over ranks, not one slow rank
         rank = straggler["rank"]
         row = next((r for r in ddp.get("ranks") or [] if r.get("rank") == rank), {})
         phases = {phase: row.get(f"{phase}_ms") for phase in ("dataloader", "forward", "other", "optimizer")}
@@ -129,6 +133,7 @@ class DdpStraggler(Rule):
                 "straggler_local_ms": evidence_round(straggler["local_p50_ms"]),
                 "others_local_ms": evidence_round(straggler["others_local_p50_ms"]),
                 "others_wait_per_step_ms": evidence_round(wait),
+                "slowest_in_steps_share": evidence_round(consistency, 3),
                 "wait_share": evidence_round(share, 4),
                 "step_ms": evidence_round(step),
                 "slowest_phase": worst_phase,

@@ -19,7 +19,7 @@ from ..config import Config
 from ..errors import PerfdoctorError
 from .base import Finding, Rule, thresholds_with
 
-BUILTIN_MODULES = ("dataloader", "cpu", "ddp")
+BUILTIN_MODULES = ("dataloader", "cpu", "ddp", "gpu")
 ENTRY_POINT_GROUP = "perfdoctor.rules"
 
 

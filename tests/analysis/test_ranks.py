@@ -21,9 +21,16 @@ def summary(rank, local_ms, step_ms=100.0, exposed=5.0):
 
 def test_merge_names_the_straggler_and_the_wait():
     merged = merge_ranks([summary(0, 40.0), summary(1, 71.0), summary(2, 41.0)], world_size=3)
-    assert merged["straggler"]["rank"] == 1
+    assert merged["straggler"]["rank"] == 1 and merged["straggler"]["slowest_step_share"] == 1.0
     assert merged["straggler"]["others_wait_ms_per_step"] == pytest.approx(30.5)
     assert [row["rank"] for row in merged["ranks"]] == [0, 1, 2]
+
+
+def test_a_rank_slowest_only_in_some_steps_is_not_consistent():
+    fast, noisy = summary(0, 40.0), summary(1, 41.0)
+    noisy["local_ms"] = [45.0 if i % 2 else 35.0 for i in range(200)]  # slowest every other step
+    merged = merge_ranks([fast, noisy], world_size=2)
+    assert merged["straggler"]["rank"] == 1 and 0.45 <= merged["straggler"]["slowest_step_share"] <= 0.55
 
 
 def test_exposed_communication_is_the_least_waiting_rank():

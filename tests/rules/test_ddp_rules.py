@@ -91,6 +91,11 @@ class TestStraggler:
         assert finding.evidence["others_wait_per_step_ms"] == 32.0 and finding.evidence["slowest_phase"] == "other"
         assert finding.estimated_saving == pytest.approx(0.32) and "Rank 1" in finding.title
 
+    def test_a_rank_that_is_only_sometimes_slowest_is_noise(self):
+        straggler = {"rank": 1, "local_p50_ms": 72.0, "others_local_p50_ms": 40.0, "others_wait_ms_per_step": 32.0,
+                     "step_p50_ms": 100.0, "slowest_step_share": 0.55}
+        assert check(DdpStraggler(), ddp_run(straggler=straggler)) is None
+
     def test_a_small_imbalance_is_noise(self):
         straggler = {"rank": 1, "local_p50_ms": 42.0, "others_local_p50_ms": 40.0, "others_wait_ms_per_step": 2.0, "step_p50_ms": 100.0}
         assert check(DdpStraggler(), ddp_run(straggler=straggler)) is None
