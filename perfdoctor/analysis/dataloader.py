@@ -43,6 +43,7 @@ def summarize_loaders(raw: dict[str, Any]) -> list[LoaderSummary]:
                 wait_p50_ms=percentile(waits, 0.5) if waits else None,
                 wait_p95_ms=percentile(waits, 0.95) if waits else None,
                 epochs=epochs,
+                ready_wait_ms=(entry.get("ready_wait_ns") or 0) / 1e6,
                 cores_busy_in_waits=(ticks.get("busy_ticks") or 0) / total_ticks if total_ticks >= MIN_TICKS else None,
             )
         )

@@ -84,6 +84,7 @@ class LoaderSummary:
     wait_p95_ms: float | None
     epochs: list[EpochStats]
     cores_busy_in_waits: float | None = None  # all cores' busy share while long waits ran
+    ready_wait_ms: float = 0.0  # waits for batches already delivered by workers: receiving cost
 
     @property
     def num_workers(self) -> int:

@@ -52,6 +52,19 @@ class CoreTimes:
             self._fd = None
 
 
+def batch_ready(iterator: Any) -> bool | None:
+    """Whether worker processes already delivered the next batch when next() is called (then the
+    wait is the cost of receiving it, which more workers cannot cut), None when unknowable."""
+    queue = getattr(iterator, "_data_queue", None)
+    if queue is None:
+        return False  # num_workers=0: every batch is loaded inside next()
+    try:
+        info = iterator._task_info.get(iterator._rcvd_idx, ())
+        return len(info) == 2 or queue.qsize() > 0
+    except (AttributeError, NotImplementedError, OSError, TypeError):  # qsize is missing on macOS
+        return None
+
+
 @dataclass
 class EpochRecord:
     iter_start_ns: int
@@ -82,6 +95,8 @@ class LoaderRecord:
     last_wait_ns: int = 0
     busy_ticks_in_waits: int = 0  # all cores' busy CPU time while long waits ran (clock ticks)
     total_ticks_in_waits: int = 0
+    ready_wait_ns: int = 0  # waits for batches the workers had already delivered
+    unknown_wait_ns: int = 0  # waits where that could not be told
 
 
 def describe_loader(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -199,6 +214,7 @@ class DataLoaderProbe(Collector):
             clock = probe._ctx.clock  # type: ignore[union-attr]
             cores = probe._cores
             ticks = cores.read() if record.last_wait_ns >= LONG_WAIT_NS else None
+            ready = batch_ready(iterator)
             t0 = perf_counter_ns()
             clock.before_batch(t0)
             delivered = False
@@ -217,6 +233,10 @@ class DataLoaderProbe(Collector):
                 if delivered:
                     epoch.batches += 1
                     epoch.wait_ns += wait
+                    if ready:
+                        record.ready_wait_ns += wait
+                    elif ready is None:
+                        record.unknown_wait_ns += wait
                     record.batch_wait_ns.append(wait)
                     if epoch.first_batch_ns is None:
                         epoch.first_batch_ns = t1 - epoch.iter_start_ns
@@ -236,6 +256,8 @@ class DataLoaderProbe(Collector):
                     "dataset": record.dataset,
                     "epochs": [epoch.to_json(origin) for epoch in record.epochs],
                     "batch_wait_ns": record.batch_wait_ns.tolist(),
+                    "ready_wait_ns": record.ready_wait_ns,
+                    "unknown_wait_ns": record.unknown_wait_ns,
                     "cpu_in_long_waits": {
                         "busy_ticks": record.busy_ticks_in_waits,
                         "total_ticks": record.total_ticks_in_waits,

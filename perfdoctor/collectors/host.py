@@ -38,8 +38,9 @@ class HostSampler(Collector):
         self._ctx = ctx
         self._interval = ctx.options.host_interval_s
         self._process = psutil.Process()
-        self._children: dict[int, Any] = {}
         self._process.cpu_percent(None)
+        self._children_cpu_s = self._reaped_children_cpu_s()
+        self._children_at = time.monotonic()
         psutil.cpu_percent(None, percpu=True)
         self._thread = threading.Thread(target=self._loop, name="perfdoctor-host", daemon=True)
         self._thread.start()
@@ -61,6 +62,16 @@ class HostSampler(Collector):
             except Exception as error:  # psutil can fail on a vanishing process: note it, go on
                 self._error = f"{type(error).__name__}: {error}"
 
+    def _reaped_children_cpu_s(self) -> float:
+        """CPU seconds of children that have exited (DataLoader workers of past epochs).
+
+        Children's CPU is measured as a total (exited + live) whose growth between samples is
+        the rate: workers started and stopped between two samples, or first seen in this one,
+        are counted in full (a per-process cpu_percent would read 0 for every new worker).
+        """
+        times = self._process.cpu_times()
+        return times.children_user + times.children_system
+
     def _sample(self) -> None:
         import psutil
 
@@ -71,27 +82,28 @@ class HostSampler(Collector):
             rss = process.memory_info().rss
             threads = process.num_threads()
             switches = process.num_ctx_switches().involuntary
-        children_cpu = 0.0
-        children_rss = 0
-        seen: dict[int, Any] = {}
+        children_rss, live = 0, 0
+        children_cpu_s = self._reaped_children_cpu_s()
         for child in process.children(recursive=True):
-            # Keep the same Process object across samples: cpu_percent measures since its last call.
-            known = self._children.get(child.pid, child)
             try:
-                with known.oneshot():
-                    children_cpu += known.cpu_percent(None)
-                    children_rss += known.memory_info().rss
-                seen[child.pid] = known
+                with child.oneshot():
+                    times = child.cpu_times()
+                    children_cpu_s += times.user + times.system
+                    children_rss += child.memory_info().rss
+                live += 1
             except psutil.Error:
                 continue
-        self._children = seen
+        now = time.monotonic()
+        elapsed = max(now - self._children_at, 1e-6)
+        children_cpu = max(0.0, 100 * (children_cpu_s - self._children_cpu_s) / elapsed)
+        self._children_cpu_s, self._children_at = children_cpu_s, now
         cores = psutil.cpu_percent(None, percpu=True)
         columns = self._columns
         columns["t_ns"].append(self._ctx.clock.now())
         columns["step"].append(len(self._ctx.clock.steps))
         columns["process_cpu"].append(round(cpu, 1))
         columns["children_cpu"].append(round(children_cpu, 1))
-        columns["children"].append(len(seen))
+        columns["children"].append(live)
         columns["system_cpu"].append(round(sum(cores) / max(1, len(cores)), 1))
         columns["core_cpu"].append([round(c, 1) for c in cores])
         columns["rss"].append(rss)

@@ -25,16 +25,19 @@ def usable_cores(data: RunData) -> int:
 def wait_numbers(data: RunData, loader: LoaderSummary) -> tuple[float, float, float] | None:
     """(wait share, wait ms per step, step ms) over the steady steps, or None when unmeasured.
 
-    Waits for each epoch's first batch are left out: they are worker start-up, which
-    dataloader-persistent-workers speaks to, not a steady shortage of batches.
+    Left out: waits for each epoch's first batch (worker start-up, which
+    dataloader-persistent-workers speaks to) and waits for batches the workers had already
+    delivered (the cost of receiving a batch from another process, which more workers cannot
+    cut). What remains is the step starving for batches.
     """
     steps = data.steps
     if not steps.breakdown or not steps.breakdown_ms or not steps.mean_ms:
         return None
-    steady = 1.0
-    if loader.wait_total_ms > 0 and len(loader.epochs) > 1:
-        steady = max(0.0, loader.wait_total_ms - loader.epoch_start_wait_ms) / loader.wait_total_ms
-    return steps.breakdown["dataloader"] * steady, steps.breakdown_ms["dataloader"] * steady, steps.mean_ms
+    starved = 1.0
+    if loader.wait_total_ms > 0:
+        first_batches = loader.epoch_start_wait_ms if len(loader.epochs) > 1 else 0.0
+        starved = max(0.0, loader.wait_total_ms - first_batches - loader.ready_wait_ms) / loader.wait_total_ms
+    return steps.breakdown["dataloader"] * starved, steps.breakdown_ms["dataloader"] * starved, steps.mean_ms
 
 
 def waiting_on(data: RunData, min_share: float, min_ms: float) -> tuple[LoaderSummary, float, float, float] | None:
@@ -102,13 +105,16 @@ class DataLoaderBottleneck(Rule):
         cores = usable_cores(data)
         workers = loader.num_workers
         busy = workers_busy_percent(data, loader)
-        io_bound = busy is not None and busy < limits.io_bound_worker_cpu
+        # Workers are I/O-bound when they use little CPU even counting only as many as the cores can run.
+        io_bound = busy is not None and busy * workers / min(workers, cores) < limits.io_bound_worker_cpu
         if workers == 0:
             suggested = max(2, min(MAX_SUGGESTED_WORKERS, cores))
         elif io_bound:  # workers that sleep on storage overlap well beyond the core count
             suggested = min(4 * MAX_SUGGESTED_WORKERS, max(2 * workers, 4))
+        elif workers >= cores:
+            return None  # busy workers already fill the cores: more would not produce batches faster
         else:
-            suggested = min(max(workers + 1, cores), 2 * workers, MAX_SUGGESTED_WORKERS * 2)
+            suggested = min(cores, 2 * workers)
         compute_ms = step_ms - wait_ms
         producer = producer_ms(loader, wait_ms, step_ms)
         saving = (step_ms - step_ms_with(suggested, producer, compute_ms)) / step_ms if suggested > workers else 0.0

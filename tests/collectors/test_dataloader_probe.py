@@ -130,3 +130,28 @@ def test_an_error_in_the_dataset_still_reaches_the_user(probe):
     with pytest.raises(KeyError, match="planted dataset failure"):
         next(iter(DataLoader(Broken(), batch_size=2)))
     assert only_loader(probe)["epochs"][0]["batches"] == 0
+
+
+class SlowDataset(Dataset):
+    def __len__(self):
+        return 48
+
+    def __getitem__(self, index):
+        import time
+
+        time.sleep(0.004)  # slow storage
+        return torch.zeros(4), index
+
+
+def test_waits_for_delivered_batches_are_told_from_starving(probe):
+    import time
+
+    fast_workers = DataLoader(TensorDataset(torch.zeros(48, 256)), batch_size=4, num_workers=2)
+    for _ in fast_workers:
+        time.sleep(0.01)  # a slow step: the workers are always ahead
+    slow_workers = DataLoader(SlowDataset(), batch_size=4, num_workers=1)
+    for _ in slow_workers:
+        pass  # a fast step: the worker can never be ahead
+    ahead, behind = probe.payload()["loaders"]
+    assert ahead["ready_wait_ns"] >= 0.8 * sum(ahead["batch_wait_ns"][1:])  # after the first batch, all were ready
+    assert behind["ready_wait_ns"] <= 0.2 * sum(behind["batch_wait_ns"])

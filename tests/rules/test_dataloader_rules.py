@@ -36,6 +36,20 @@ class TestBottleneck:
         # 2 workers feeding a 50 ms step need 100 ms a batch each; 4 make it 25 ms < 30 ms compute.
         assert finding.estimated_saving == pytest.approx(0.4, abs=0.01)
 
+    def test_busy_workers_that_fill_the_cores_get_no_advice_to_add_more(self):
+        loader = make_loader(num_workers=4, wait_total_ms=0.3 * 20 * 100)
+        data = make_run({**WAITING, "dataloader": 0.3, "forward": 0.45}, step_ms=20.0, loaders=[loader], host=make_host(children_cpu=150.0))
+        assert check(DataLoaderBottleneck(), data) is None
+
+    def test_busy_workers_below_the_core_count_are_told_to_use_the_cores(self):
+        loader = make_loader(num_workers=1, wait_total_ms=0.3 * 20 * 100)
+        data = make_run({**WAITING, "dataloader": 0.3, "forward": 0.45}, step_ms=20.0, loaders=[loader], host=make_host(children_cpu=95.0, cores=4),
+                        environment={"cpu": {"usable_cores": 4}})
+        finding = check(DataLoaderBottleneck(), data)
+        assert finding is not None and finding.evidence["suggested_num_workers"] == 2
+        # 1 worker feeding a 20 ms step needs 20 ms a batch; 2 make it 10 ms, inside 14 ms of compute
+        assert finding.estimated_saving == pytest.approx(0.3)
+
     def test_silent_on_a_healthy_run(self):
         assert check(DataLoaderBottleneck(), make_run(HEALTHY)) is None
 
