@@ -171,17 +171,17 @@ class StepClock:
     def after_batch(self, loader_id: int, t_start_ns: int, wait_ns: int, delivered: bool) -> None:
         if threading.get_ident() != self._thread:
             return
+        epoch_start = self._pending_epoch_start.pop(loader_id, None) if delivered else None
+        if self.mode == MODE_OPTIMIZER and epoch_start is not None and epoch_start > self._step_start:
+            # An epoch began after this step opened: the step starts at the new iterator, and
+            # what ran before it (validation, checkpoints, an eval loader's batches) is not the step's.
+            self._reset_step(epoch_start)
         self._dataloader_ns += wait_ns
         if not delivered:  # StopIteration: the epoch ended; in batch mode no step is open now
             if self.mode == MODE_BATCH:
                 self._step_open = False
                 self._batches = 0
             return
-        epoch_start = self._pending_epoch_start.pop(loader_id, None)
-        if self.mode == MODE_OPTIMIZER and self._batches == 0 and epoch_start is not None:
-            # An epoch began since the last step: the step starts at the new iterator, so that
-            # time between epochs (validation, checkpoints) is not charged to it.
-            self._step_start = max(self._step_start, epoch_start)
         self._batches += 1
         self._phase_ends("batch", t_start_ns + wait_ns)
 

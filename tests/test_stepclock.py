@@ -148,3 +148,20 @@ def test_after_discovery_only_top_level_modules_carry_hooks(clock):
     assert not nn_module._global_forward_pre_hooks and not nn_module._global_forward_hooks
     assert model._forward_pre_hooks and not model[0]._forward_pre_hooks  # the model, not its layers
     assert all(ns > 0 for ns in clock.steps.forward_ns[DISCOVERY_STEPS:])
+
+
+def test_validation_between_epochs_is_not_charged_to_the_next_step(clock):
+    import time
+
+    model, optimizer = model_and_optimizer()
+    for epoch in range(2):
+        for x, y in loader(3):  # a new training loader each epoch
+            train_step(model, optimizer, x, y)
+        with torch.no_grad():
+            for x, _ in loader(4):  # validation
+                model(x)
+                time.sleep(0.01)
+    steps = clock.steps
+    first_of_second_epoch = 3
+    assert steps.end_ns[first_of_second_epoch] - steps.start_ns[first_of_second_epoch] < 30_000_000
+    assert steps.batches[first_of_second_epoch] == 1
