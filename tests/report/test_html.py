@@ -534,3 +534,25 @@ def test_report_object_is_not_modified():
     before = copy.deepcopy(report)
     render_html(report)
     assert report == before
+
+
+def test_the_gpu_section_shows_device_time_and_causes():
+    from perfdoctor.report.html import render_html
+
+    report = reference()
+    report["gpu"] = {
+        "device": {"name": "NVIDIA A100-SXM4-80GB", "capability": [8, 0], "tensor_cores": True},
+        "utilization": 0.42,
+        "utilization_source": "trace",
+        "steps": {"step_ms": 50.0, "kernel_ms": 21.0, "comm_ms": 0.0, "memcpy_ms": 4.0, "memset_ms": 0.1,
+                  "idle_after_sync_ms": 9.0, "idle_launch_gaps_ms": 6.0, "idle_host_stalls_ms": 10.0, "idle_other_ms": 0.0,
+                  "kernels": 480, "median_kernel_us": 12.0, "tensor_core_share": 0.3, "syncs": 3, "pageable_copies": 2},
+        "sync_causes": [{"op": "aten::item", "per_step": 3, "ms_per_step": 9.0}],
+        "mfu": {"mfu": 0.21, "peak_tflops": 312, "precision": "bf16"},
+        "memory": {"peak_share": 0.5, "total_bytes": 80 * 2**30},
+    }
+    html = render_html(report)
+    section = html[html.index('<section id="gpu">'):]
+    assert "NVIDIA A100-SXM4-80GB" in section and "42%" in section
+    assert "idle: after a sync" in section and "9.00 ms" in section and "aten::item" in section
+    assert "Every GPU measurement" in section
