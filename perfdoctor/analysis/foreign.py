@@ -65,14 +65,13 @@ def rank_of(trace: Any, fallback: int) -> int:
 
 
 def data_from_trace(path: Path, trace: Any) -> RunData:
-    from ..trace.cpu import cpu_breakdown
     from ..trace.steps import step_windows
-    from .trace_summary import summarize_trace
+    from .trace_summary import step_breakdowns, summarize_trace
 
     summary = summarize_trace(trace, TraceSummary(files=[str(path)], windows=0))
     windows = step_windows(trace)
     series = StepSeries(mode="trace")
-    for step in cpu_breakdown(trace, windows):
+    for step in step_breakdowns(trace):
         series.duration_ms.append(step.duration_ns / 1e6)
         for phase in PHASES:
             series.phases_ms[phase].append(getattr(step, f"{phase}_ns") / 1e6)

@@ -111,6 +111,7 @@ def merge_ranks(summaries: list[dict[str, Any]], world_size: int | None = None) 
     table = []
     for summary in ranks:
         breakdown = summary.get("breakdown_ms") or {}
+        comm_ms, exposed_ms = _comm_of(summary)
         table.append(
             {
                 "rank": summary.get("rank"),
@@ -120,8 +121,8 @@ def merge_ranks(summaries: list[dict[str, Any]], world_size: int | None = None) 
                 "step_p50_ms": summary.get("step_p50_ms"),
                 "local_p50_ms": summary.get("local_p50_ms"),
                 **{f"{phase}_ms": breakdown.get(phase) for phase in ("dataloader", "forward", "backward", "optimizer", "other")},
-                "comm_ms": _comm_of(summary)[0],
-                "exposed_comm_ms": _comm_of(summary)[1],
+                "comm_ms": comm_ms,
+                "exposed_comm_ms": exposed_ms,
             }
         )
     locals_ = [(row["local_p50_ms"], row["rank"]) for row in table if row["local_p50_ms"] is not None]

@@ -40,7 +40,7 @@ def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> tupl
 
 def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
     from ..trace.comm import comm_steps
-    from ..trace.cpu import cpu_breakdown, host_op_stats, top_operators
+    from ..trace.cpu import host_op_stats, top_operators
     from ..trace.steps import step_windows
 
     if trace.skipped:
@@ -67,7 +67,7 @@ def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
         summary.median_op_us = statistics.median(step.median_op_ns for step in host) / 1e3
         summary.small_op_share = sum(step.short_op_ns for step in host) / max(total_ns, 1)
         summary.gap_share = sum(step.gap_ns for step in host) / max(total_ns, 1)
-    breakdown = cpu_breakdown(trace, windows)
+    breakdown = step_breakdowns(trace)
     if breakdown:
         summary.breakdown = {
             phase: round(sum(getattr(step, f"{phase}_ns") for step in breakdown) / max(total_ns, 1), 4) for phase in PHASES
@@ -75,6 +75,16 @@ def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
     summary.comm = _comm(comm_steps(trace, windows), len(windows))
     summary.named_op_ms = _named_ops(trace, windows)
     return summary
+
+
+def step_breakdowns(trace: Any) -> list[Any]:
+    """cpu_breakdown over the trace's own step windows, computed once per Trace."""
+    from ..trace.cpu import cpu_breakdown
+    from ..trace.steps import step_windows
+
+    if "cpu_breakdown" not in trace.derived:
+        trace.derived["cpu_breakdown"] = cpu_breakdown(trace, step_windows(trace))
+    return trace.derived["cpu_breakdown"]
 
 
 def _shortened(text: str) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PerfdoctorError
+from ..report.json_report import SCHEMA
 
-SCHEMA = "perfdoctor.report/1"  # the same string perfdoctor.report.json_report writes
 REPORT_NAME = "report.json"
 
 

@@ -52,6 +52,23 @@ def waiting_on(data: RunData, min_share: float, min_ms: float) -> tuple[LoaderSu
     return loader, share, wait_ms, step_ms
 
 
+def wait_evidence(
+    loader: LoaderSummary, share: float, wait_ms: float, step_ms: float, cores: int, busy: float | None
+) -> dict[str, object]:
+    """The measurements both waiting rules report."""
+    evidence: dict[str, object] = {
+        "wait_share": evidence_round(share, 4),
+        "wait_per_step_ms": evidence_round(wait_ms),
+        "step_ms": evidence_round(step_ms),
+        "num_workers": loader.num_workers,
+        "usable_cores": cores,
+        "cores_busy_during_waits_share": evidence_round(loader.cores_busy_in_waits, 3),
+    }
+    if busy is not None:
+        evidence["worker_cpu_percent"] = evidence_round(busy, 1)
+    return evidence
+
+
 def producer_ms(loader: LoaderSummary, wait_ms: float, step_ms: float) -> float:
     """Time one producer needs per batch: the main process itself (num_workers=0) needs the
     whole wait; k workers that keep the step waiting need k x (the step they feed)."""
@@ -122,19 +139,12 @@ class DataLoaderBottleneck(Rule):
             return None
         args = loader.args
         evidence = {
-            "wait_share": evidence_round(share, 4),
-            "wait_per_step_ms": evidence_round(wait_ms),
-            "step_ms": evidence_round(step_ms),
+            **wait_evidence(loader, share, wait_ms, step_ms, cores, busy),
             "compute_per_step_ms": evidence_round(compute_ms),
-            "num_workers": workers,
             "suggested_num_workers": suggested,
-            "usable_cores": cores,
             "batch_size": args.get("batch_size"),
             "batch_wait_p50_ms": evidence_round(loader.wait_p50_ms),
-            "cores_busy_during_waits_share": evidence_round(loader.cores_busy_in_waits, 3),
         }
-        if busy is not None:
-            evidence["worker_cpu_percent"] = evidence_round(busy, 1)
         if workers == 0:
             advice = (
                 f"Batches are loaded in the training process itself (num_workers=0): each step waits "
@@ -195,17 +205,7 @@ class DataLoaderCpuSaturated(Rule):
         threads = (data.environment.get("threads") or {}).get("intra_op")
         workers = loader.num_workers
         busy = workers_busy_percent(data, loader)
-        evidence = {
-            "wait_share": evidence_round(share, 4),
-            "wait_per_step_ms": evidence_round(wait_ms),
-            "step_ms": evidence_round(step_ms),
-            "cores_busy_during_waits_share": evidence_round(loader.cores_busy_in_waits, 3),
-            "usable_cores": cores,
-            "num_workers": workers,
-            "intra_op_threads": threads,
-        }
-        if busy is not None:
-            evidence["worker_cpu_percent"] = evidence_round(busy, 1)
+        evidence = {**wait_evidence(loader, share, wait_ms, step_ms, cores, busy), "intra_op_threads": threads}
         advice = (
             f"While the step waited on data, the machine's cores were {loader.cores_busy_in_waits:.0%} busy: "
             f"the data pipeline is CPU-bound and more workers would only fight over the same {cores} cores. "

@@ -11,6 +11,7 @@ import pytest
 
 from perfdoctor.analysis.gpu import gpu_section, kernel_kind, kernel_precision, summarize_nvml
 from perfdoctor.trace import read_trace
+from trace_builders import kernel, launch, op
 
 GIB = 2**30
 A100 = {"id": 0, "name": "NVIDIA A100-SXM4-40GB", "computeMajor": 8, "computeMinor": 0, "totalGlobalMem": 40 * GIB, "numSms": 108}
@@ -18,18 +19,11 @@ CONV_DIMS = [[8, 3, 32, 32], [16, 3, 3, 3], [16], [], [], [], [], [], []]
 
 
 def event(name, ts, dur, cat="cpu_op", **args):
-    record = {"ph": "X", "cat": cat, "name": name, "pid": 1, "tid": 1, "ts": ts, "dur": dur}
-    if args:
-        record["args"] = args
-    return record
-
-
-def launch(name, ts, dur, corr):
-    return event(name, ts, dur, cat="cuda_runtime", correlation=corr)
+    return op(name, ts, dur, cat=cat, args=args)
 
 
 def device(name, ts, dur, corr, cat="kernel", **args):
-    return {**event(name, ts, dur, cat=cat, device=0, stream=7, correlation=corr, **args), "pid": 0, "tid": 7}
+    return kernel(name, ts, dur, corr, cat=cat, **args)
 
 
 def two_step_events():

@@ -96,14 +96,18 @@ def cpu_training_events(tid2: int | None = None) -> list[dict]:
     ]
 
 
+def launch(name: str, ts: float, dur: float, corr: int) -> dict:
+    """A CUDA runtime call on the host thread, linked to its device work by `corr`."""
+    return op(name, ts, dur, cat="cuda_runtime", args={"correlation": corr, "cbid": 211})
+
+
+def kernel(name: str, ts: float, dur: float, corr: int, stream: int = 7, cat: str = "kernel", **args: Any) -> dict:
+    """Device work (a kernel, or a memcpy/memset/sync with `cat`) on device 0."""
+    return op(name, ts, dur, cat=cat, pid=0, tid=stream, args={"device": 0, "stream": stream, "correlation": corr, **args})
+
+
 def gpu_training_events() -> list[dict]:
     """Two steps with device work whose numbers are worked out in test_trace_gpu.py."""
-
-    def launch(name: str, ts: float, dur: float, corr: int) -> dict:
-        return op(name, ts, dur, cat="cuda_runtime", args={"correlation": corr, "cbid": 211})
-
-    def kernel(name: str, ts: float, dur: float, corr: int, stream: int = 7, cat: str = "kernel") -> dict:
-        return op(name, ts, dur, cat=cat, pid=0, tid=stream, args={"device": 0, "stream": stream, "correlation": corr})
 
     return [
         annotation("ProfilerStep#1", 0, 1000),
@@ -138,9 +142,9 @@ def gpu_training_events() -> list[dict]:
     ]
 
 
-SHARED_TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
+SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 #: A real CPU training trace recorded with torch 2.13 (see tests/data/traces/README.md).
-SEED_TRACE = Path(__file__).resolve().parents[1] / "data" / "traces" / "cpu_training_torch2.13.pt.trace.json.gz"
+SEED_TRACE = Path(__file__).resolve().parent / "data" / "traces" / "cpu_training_torch2.13.pt.trace.json.gz"
 
 
 def shared_trace(relative: str) -> Path:
