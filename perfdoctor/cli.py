@@ -186,8 +186,7 @@ def _clear_previous_run(rundir: "RunDir", rank: int | None = None) -> None:
     """An earlier run into the same --out: remove its raw files, the traces and scalars it names,
     and its reports, so that none of them mix into this run's report. Only files that an earlier
     run says it wrote are touched; anything else in the directory is left alone."""
-    import json
-
+    from . import jsonfile
     from .rundir import RAW_SCHEMA, TRACE_SUFFIXES
 
     raw: dict[Path, dict] = {}
@@ -196,8 +195,8 @@ def _clear_previous_run(rundir: "RunDir", rank: int | None = None) -> None:
         if rank is not None and not path.name.endswith(mine):
             continue  # another rank of this job (or of the last one): it clears its own
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = jsonfile.load(path)
+        except (OSError, jsonfile.UnreadableJSON):
             continue
         if isinstance(data, dict) and data.get("schema") == RAW_SCHEMA:
             raw[path] = data

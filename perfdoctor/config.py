@@ -49,7 +49,7 @@ def load_config(start: Path | None = None, path: Path | None = None) -> Config:
         import tomli as tomllib
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         raise PerfdoctorError(f"cannot read {path}: {error}")
     table = (document.get("tool") or {}).get("perfdoctor") or {}
     if not isinstance(table, dict):

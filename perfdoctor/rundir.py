@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import jsonfile
+
 RAW_SCHEMA = "perfdoctor.raw/1"
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
 _RANK_FILE = re.compile(r"^(?P<name>[a-z_]+)(?:\.rank(?P<rank>\d+))?\.json$")
@@ -58,8 +60,8 @@ class RunDir:
     def read_raw_file(self, name: str, rank: int | None) -> dict[str, Any] | None:
         """One rank's copy of one raw file, or None if absent or unreadable."""
         try:
-            data = json.loads(self.raw_path(name, rank).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = jsonfile.load(self.raw_path(name, rank))
+        except (OSError, jsonfile.UnreadableJSON):
             return None  # a collector that died mid-write loses its own file, nothing else
         return data if isinstance(data, dict) else None
 
@@ -84,8 +86,8 @@ class RunDir:
             if not match or match["name"] != name:
                 continue
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                data = jsonfile.load(path)
+            except (OSError, jsonfile.UnreadableJSON):
                 continue  # a collector that died mid-write loses its own file, nothing else
             if isinstance(data, dict):
                 found[int(match["rank"]) if match["rank"] else None] = data

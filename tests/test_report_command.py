@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO, SHARED_TRACES
 
@@ -93,3 +95,46 @@ def test_a_partly_usable_trace_reports_what_was_skipped(tmp_path, shared_traces)
     assert result.returncode == 0, result.stderr
     produced = json.loads((tmp_path / "cut.perfdoctor" / "report.json").read_text())
     assert produced["operators"]["skipped"] and any("skipped" in note.lower() or "unusable" in note.lower() for note in produced["notes"])
+
+
+CPU_TRACE = REPO / "tests" / "data" / "traces" / "cpu_training_torch2.13.pt.trace.json.gz"
+
+
+def report_in_process(capsys, *args):
+    """`perfdoctor report` in this process (fast enough to run many times): exit status and stderr."""
+    from perfdoctor.cli import main
+
+    code = main(["report", *args])
+    return code, capsys.readouterr().err
+
+
+def test_one_corrupt_byte_in_an_event_name_is_skipped_and_noted_with_its_offset(tmp_path, capsys):
+    text = bytearray(gzip.decompress(CPU_TRACE.read_bytes()))
+    at = text.index(b'"name": "aten::') + len(b'"name": "aten::') + 1
+    text[at] = 0xFE
+    trace = write(tmp_path / "one.pt.trace.json", bytes(text))
+    code, err = report_in_process(capsys, "-q", str(trace))
+    assert code == 0, err
+    produced = json.loads((tmp_path / "one.perfdoctor" / "report.json").read_text())
+    assert produced["operators"]["skipped"] == [f"skipped 1 event: event with invalid UTF-8 text at byte {at}"]
+    assert any(f"invalid UTF-8 text at byte {at}" in note for note in produced["notes"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=3))
+def test_a_real_trace_with_bytes_flipped_anywhere_is_a_partial_report_or_one_line(tmp_path, capsys, flips):
+    text = bytearray(gzip.decompress(CPU_TRACE.read_bytes()))
+    for where, value in flips:
+        text[int(where * len(text))] = value
+    trace = write(tmp_path / "flipped.pt.trace.json", bytes(text))
+    out = tmp_path / "out"
+    code, err = report_in_process(capsys, "-q", "--out", str(out), str(trace))
+    if code == 2:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("perfdoctor: error:"), err
+        return
+    assert code == 0, err
+    produced = json.loads((out / "report.json").read_text())
+    skipped = produced["operators"]["skipped"] if produced.get("operators") else []
+    if skipped:
+        assert any("skipped" in note.lower() or "unusable" in note.lower() for note in produced["notes"])

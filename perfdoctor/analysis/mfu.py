@@ -17,13 +17,14 @@ is then a lower bound, and the section says what was counted.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .. import jsonfile
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,8 @@ class StepFlops:
 
 def _dims(text: str) -> list[list[int]] | None:
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = jsonfile.loads(text)
+    except jsonfile.UnreadableJSON:
         return None
     return value if isinstance(value, list) else None
 

@@ -3,11 +3,11 @@ that the rest of the gate code can trust its shape. Anything wrong is one line, 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import jsonfile
 from ..errors import PerfdoctorError
 from ..report.json_report import SCHEMA
 
@@ -42,10 +42,10 @@ def load_report(path: Path | str) -> LoadedReport:
     if not file.is_file():
         raise PerfdoctorError(f"no {REPORT_NAME} in {path} (run `perfdoctor report {path}` to derive it)")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = jsonfile.load(file)
     except OSError as error:
         raise PerfdoctorError(f"cannot read {file}: {error.strerror or error}")
-    except (UnicodeDecodeError, ValueError) as error:
+    except jsonfile.UnreadableJSON as error:
         raise PerfdoctorError(f"{file} is not valid JSON: {error}")
     return LoadedReport(path=file, data=validate_report(data, file))
 

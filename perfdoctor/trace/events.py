@@ -14,6 +14,8 @@ chunk holds such values it is decoded again with ``ts`` kept as raw text, parsed
 
 from __future__ import annotations
 
+import json
+import math
 import zlib
 from operator import attrgetter
 from typing import Any
@@ -67,6 +69,40 @@ class _ExactEvent(msgspec.Struct, gc=False):
     pid: int | str = 0
     tid: int | str = 0
     args: _Args = _NO_ARGS
+
+
+class NotJSON(Exception):
+    """A chunk, or the element at `index` of a list of elements, is not well-formed JSON."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+def _finite_float(value: Any) -> float:
+    """A float, or NaN for what is not one (an integer beyond float range, say): NaN marks the
+    field unusable, as for a missing one."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return float("nan")
+
+
+def _number_literal(value: Any) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return b"nan"
+    if isinstance(value, float) and not math.isfinite(value):
+        return b"nan"
+    return repr(value).encode()
+
+
+def _short_text(value: Any) -> str:
+    """A non-string name or id as text, bounded: a deep or huge value must not blow up."""
+    try:
+        text = json.dumps(value)
+    except (RecursionError, ValueError, TypeError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 FAST_DECODER = msgspec.json.Decoder(list[_Event])
@@ -150,21 +186,32 @@ class ColumnBuilder:
 
     # ------------------------------------------------------------------ chunks
 
-    def add_chunk(self, data: bytes | memoryview) -> None:
-        """Decode one JSON array of events and append it; raises msgspec.DecodeError when the
-        chunk is not well-formed JSON (the caller then finds the real element boundaries)."""
+    def add_chunk(self, data: bytes | memoryview, base: int = 0) -> None:
+        """Decode one JSON array of events and append it. `base` is the file offset of data[0],
+        for the notes on skipped events. Raises NotJSON when the chunk as a whole is not
+        well-formed JSON (the caller then finds the real element boundaries)."""
+        decoder = EXACT_DECODER if self.exact_ts else FAST_DECODER
         try:
-            if self.exact_ts:
-                self.add_events(EXACT_DECODER.decode(data))
-                return
-            events = FAST_DECODER.decode(data)
-        except (msgspec.ValidationError, UnicodeDecodeError):
-            self._add_one_by_one(RAW_LIST_DECODER.decode(data))
+            events = decoder.decode(data)
+        except Exception:  # whatever the decoder raises: its error types change between releases
+            self._add_one_by_one(bytes(data), base)
             return
         if self._switch_to_exact(events):
-            self.add_chunk(data)
+            self.add_chunk(data, base)
             return
         self.add_events(events)
+
+    def add_elements(self, elements: list[tuple[bytes, int]]) -> None:
+        """Decode array elements one at a time ((text, file offset) pairs, in order) and append
+        them. Raises NotJSON(index) at the first element that is not JSON, after appending the
+        ones before it."""
+        events, skipped, broken = self._decode_each(elements)
+        if not self.exact_ts and self._switch_to_exact(events):
+            events, skipped, broken = self._decode_each(elements)
+        self._merge(skipped)
+        self.add_events(events)
+        if broken is not None:
+            raise NotJSON(broken)
 
     def _switch_to_exact(self, events: list) -> bool:
         if self.exact_ts or not events:
@@ -174,66 +221,84 @@ class ColumnBuilder:
             self.exact_ts = True
         return self.exact_ts
 
-    def _add_one_by_one(self, elements: list[msgspec.Raw]) -> None:
-        """Slow path for a chunk where some event has a field of the wrong type."""
-        events, skipped = self._decode_each(elements)
+    def _add_one_by_one(self, data: bytes, base: int) -> None:
+        """Slow path for a chunk that does not decode as a whole: an event with a field of the
+        wrong type, text that is not UTF-8, a number out of range, or a JSON syntax error."""
+        try:
+            raw = RAW_LIST_DECODER.decode(data)
+        except Exception:
+            raise NotJSON(0) from None
+        elements, cursor = [], 0
+        for element in raw:  # in order, separated only by commas and whitespace
+            text = bytes(element)
+            found = data.find(text, cursor)
+            elements.append((text, base + max(found, 0)))
+            cursor = found + len(text) if found >= 0 else cursor
+        events, skipped, broken = self._decode_each(elements)
         if not self.exact_ts and self._switch_to_exact(events):
-            events, skipped = self._decode_each(elements)
-        for reason, count in skipped.reasons.items():
-            self.skipped.add(reason, count, events=False)
-        self.skipped.events += skipped.events
+            events, skipped, broken = self._decode_each(elements)
+        if broken is not None:
+            raise NotJSON(broken)  # nothing appended: the caller walks the chunk exactly
+        self._merge(skipped)
         self.add_events(events)
 
-    def _decode_each(self, elements: list[msgspec.Raw]) -> tuple[list, SkippedInput]:
+    def _merge(self, skipped: SkippedInput) -> None:
+        for reason, count in skipped.reasons.items():
+            self.skipped.add(reason, count, events=False, at=skipped.first_at.get(reason))
+        self.skipped.events += skipped.events
+
+    def _decode_each(self, elements: list[tuple[bytes, int]]) -> tuple[list, SkippedInput, int | None]:
+        """(events, what was skipped, index of the first element that is not JSON or None)."""
         one = _ONE_EXACT if self.exact_ts else _ONE_FAST
         events = []
         skipped = SkippedInput()
-        for element in elements:
+        for index, (element, offset) in enumerate(elements):
             try:
                 events.append(one.decode(element))
                 continue
-            except UnicodeDecodeError:
-                skipped.add("event with invalid UTF-8 text")
-                continue
-            except msgspec.DecodeError:
+            except Exception:  # see below what it was, without relying on the decoder's error types
                 pass
-            event = self._lenient_event(element, skipped)
+            try:
+                text = element.decode("utf-8")
+            except UnicodeDecodeError as error:
+                skipped.add("event with invalid UTF-8 text", at=offset + error.start)
+                continue
+            try:
+                obj = json.loads(text)
+            except RecursionError:
+                skipped.add("event nested too deeply", at=offset)
+                continue
+            except ValueError:
+                return events, skipped, index
+            event = self._lenient_event(obj, skipped, offset)
             if event is not None:
                 events.append(event)
-        return events, skipped
+        return events, skipped, None
 
-    def _lenient_event(self, element: msgspec.Raw, skipped: SkippedInput) -> _Event | _ExactEvent | None:
+    def _lenient_event(self, obj: Any, skipped: SkippedInput, offset: int) -> _Event | _ExactEvent | None:
         """Rebuild an event whose fields have unexpected types, keeping what is usable."""
-        try:
-            obj = msgspec.json.decode(element)
-        except UnicodeDecodeError:
-            skipped.add("event with invalid UTF-8 text")
-            return None
-        except msgspec.DecodeError:
-            skipped.add("event with a number out of range")
-            return None
         if not isinstance(obj, dict):
-            skipped.add("event that is not a JSON object")
+            skipped.add("event that is not a JSON object", at=offset)
             return None
         fields: dict[str, Any] = {}
         for key in ("ph", "cat", "name"):
             value = obj.get(key, "")
-            fields[key] = value if isinstance(value, str) else str(value)
+            fields[key] = value if isinstance(value, str) else _short_text(value)
         for key in ("pid", "tid"):
             value = obj.get(key, 0)
-            fields[key] = value if isinstance(value, (int, str)) and not isinstance(value, bool) else str(value)
+            fields[key] = value if isinstance(value, (int, str)) and not isinstance(value, bool) else _short_text(value)
         ts, dur = obj.get("ts"), obj.get("dur")
         numeric = (int, float)
         if fields["ph"] == "X" and (
             not isinstance(ts, numeric) or isinstance(ts, bool) or not isinstance(dur, numeric) or isinstance(dur, bool)
         ):
-            skipped.add("complete event whose ts or dur is not a number")
+            skipped.add("complete event whose ts or dur is not a number", at=offset)
             return None
         if self.exact_ts:
-            fields["ts"] = msgspec.Raw(msgspec.json.encode(ts if isinstance(ts, numeric) else float("nan")))
+            fields["ts"] = msgspec.Raw(_number_literal(ts))
         else:
-            fields["ts"] = float(ts) if isinstance(ts, numeric) else float("nan")
-        fields["dur"] = float(dur) if isinstance(dur, numeric) else float("nan")
+            fields["ts"] = _finite_float(ts)
+        fields["dur"] = _finite_float(dur)
         args = obj.get("args")
         if isinstance(args, dict):
             kept: dict[str, Any] = {}
@@ -242,15 +307,18 @@ class ColumnBuilder:
                     continue
                 value = args[field.encode_name]
                 if field.name == "input_dims":
-                    kept[field.name] = msgspec.Raw(msgspec.json.encode(value))
+                    try:
+                        kept[field.name] = msgspec.Raw(msgspec.json.encode(value))
+                    except Exception:  # nested too deeply, or a number JSON cannot hold
+                        skipped.add("args['Input Dims'] that cannot be kept ignored", events=False, at=offset)
                 elif field.name in ("label", "labels"):
                     kept[field.name] = value
                 elif field.name == "flops" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    kept[field.name] = float(value)
+                    kept[field.name] = _finite_float(value)
                 elif isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
                     kept[field.name] = value
                 else:
-                    skipped.add(f"args[{field.encode_name!r}] of the wrong type ignored", events=False)
+                    skipped.add(f"args[{field.encode_name!r}] of the wrong type ignored", events=False, at=offset)
             fields["args"] = _Args(**kept)
         return (_ExactEvent if self.exact_ts else _Event)(**fields)
 

@@ -39,11 +39,14 @@ class SkippedInput:
     events: int = 0  # events dropped (wrong field types, negative durations...)
     truncated: bool = False  # the input ended (or broke) before the JSON did; all before it was kept
     reasons: dict[str, int] = field(default_factory=dict)  # human-readable reason -> how many times
+    first_at: dict[str, int] = field(default_factory=dict)  # reason -> byte offset of its first case
 
-    def add(self, reason: str, count: int = 1, *, events: bool = True) -> None:
+    def add(self, reason: str, count: int = 1, *, events: bool = True, at: int | None = None) -> None:
         if count <= 0:
             return
         self.reasons[reason] = self.reasons.get(reason, 0) + count
+        if at is not None and at >= 0 and reason not in self.first_at:
+            self.first_at[reason] = at
         if events:
             self.events += count
 
@@ -52,9 +55,14 @@ class SkippedInput:
 
     def summary(self) -> str:
         """One line for the user, e.g. "skipped 3 events: negative dur (3)"."""
-        parts = [f"{reason} ({count})" if count > 1 else reason for reason, count in self.reasons.items()]
+        parts = [self._describe(reason, count) for reason, count in self.reasons.items()]
         head = f"skipped {self.events} event{'s' if self.events != 1 else ''}" if self.events else "partial input"
         return f"{head}: {'; '.join(parts)}" if parts else head
+
+    def _describe(self, reason: str, count: int) -> str:
+        at = self.first_at.get(reason)
+        where = "" if at is None else (f" at byte {at}" if count == 1 else f", first at byte {at}")
+        return f"{reason} ({count}{where})" if count > 1 else f"{reason}{where}"
 
 
 @dataclass

@@ -16,6 +16,7 @@ and says so in ``Trace.skipped``.
 from __future__ import annotations
 
 import gc
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import msgspec
 
 from perfdoctor.trace.errors import TraceError
-from perfdoctor.trace.events import ColumnBuilder
+from perfdoctor.trace.events import ColumnBuilder, NotJSON
 from perfdoctor.trace.jsonscan import Malformed, last_split, scan_elements, skip_ws, string_end, value_end
 from perfdoctor.trace.model import SkippedInput, Trace, TraceMetadata
 from perfdoctor.trace.source import StreamEnd, byte_blocks, open_trace
@@ -134,14 +135,15 @@ class _Parser:
         array's own brackets) are swapped for '[' and ']' for the call and put back.
         """
         buf = self.buf
+        base = self.base + start - 1  # file offset of the chunk's first byte, its '['
         if start == 0 or stop >= len(buf):
-            self.builder.add_chunk(b"[" + bytes(buf[start:stop]) + b"]")
+            self.builder.add_chunk(b"[" + bytes(buf[start:stop]) + b"]", base)
             return
         before, after = buf[start - 1], buf[stop]
         buf[start - 1], buf[stop] = 0x5B, 0x5D
         try:
             with memoryview(buf) as view, view[start - 1:stop + 1] as chunk:
-                self.builder.add_chunk(chunk)
+                self.builder.add_chunk(chunk, base)
         finally:
             buf[start - 1], buf[stop] = before, after
 
@@ -255,7 +257,7 @@ class _Parser:
             end = string_end(self.buf, self.pos)
         try:
             key = msgspec.json.decode(bytes(self.buf[self.pos:end]))
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except Exception:  # any decoder error: its types differ between releases
             raise self._broken(self.pos, "undecodable key") from None
         self.pos = end
         if not self._skip_ws():
@@ -282,10 +284,7 @@ class _Parser:
             self._grow()
         raw = bytes(self.buf[self.pos:end])
         self.pos = end
-        try:
-            return msgspec.json.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise self._broken(self.pos - len(raw), f"in top-level value {key!r} ({exc})") from None
+        return _top_level_value(raw, key, lambda what: self._broken(end - len(raw), what))
 
     # ------------------------------------------------------------------ events
 
@@ -305,7 +304,7 @@ class _Parser:
                     self._decode_range(self.pos, split[0])
                     self.pos = split[1]
                     continue
-                except msgspec.DecodeError:
+                except NotJSON:
                     pass  # the boundary was inside a string or a nested object, or past the array's end
             before = self.pos
             if not self._exact_step(final=False):
@@ -331,7 +330,7 @@ class _Parser:
                 break
             try:
                 self._decode_range(self.pos, match.start() + 1)
-            except msgspec.DecodeError:
+            except NotJSON:
                 continue
             self.pos = match.end()
             return
@@ -362,16 +361,32 @@ class _Parser:
         try:
             self._decode_range(start, stop)
             return
-        except msgspec.DecodeError:
+        except NotJSON:
             pass
-        for index, (a, b) in enumerate(spans):  # find the one that is not JSON; keep those before it
-            try:
-                msgspec.json.decode(bytes(self.buf[a:b]), type=msgspec.Raw)  # syntax only, not UTF-8
-            except msgspec.DecodeError as exc:
-                if index:
-                    self._decode_range(start, spans[index - 1][1])
-                raise self._broken(a, f"event is not valid JSON ({exc})") from None
-        raise self._broken(start, "events are not valid JSON")
+        # One at a time: events that are JSON but unusable are skipped and noted; the first that
+        # is not JSON at all ends the reading, keeping every event before it.
+        try:
+            self.builder.add_elements([(bytes(self.buf[a:b]), self.base + a) for a, b in spans])
+        except NotJSON as bad:
+            raise self._broken(spans[bad.index][0], "an event is not valid JSON") from None
+
+
+def _top_level_value(raw: bytes, key: str, broken: Any) -> Any:
+    """A small top-level member's value. Decoded by msgspec; when that fails for any reason, the
+    standard library says whether the text is JSON at all (a number beyond float range is, and
+    becomes infinity), so that the message never depends on msgspec's error types."""
+    try:
+        return msgspec.json.decode(raw)
+    except Exception:
+        pass
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise broken(f"invalid UTF-8 in top-level value {key!r}") from None
+    except RecursionError:
+        raise broken(f"top-level value {key!r} is nested too deeply") from None
+    except ValueError:
+        raise broken(f"top-level value {key!r} is not valid JSON") from None
 
 
 def _fill_metadata(metadata: TraceMetadata, top: dict[str, Any], builder: ColumnBuilder) -> None:

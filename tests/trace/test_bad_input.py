@@ -222,3 +222,76 @@ def test_skips_are_counted_once_when_switching_to_exact_timestamps(tmp_path):
     assert trace.skipped.events == 2
     assert sum(trace.skipped.reasons.values()) == 2
     assert trace.skipped.reasons["event with invalid UTF-8 text"] == 1
+
+
+# ------------------------------------------------------------------ decoder error types
+
+class _DecoderOfAnotherRelease:
+    """Wraps one of the reader's msgspec decoders to fail on invalid UTF-8 the way a given msgspec
+    release does: older ones raised UnicodeDecodeError, 0.19+ raise msgspec.DecodeError. With
+    `raw=True` it stands for a release whose Raw decoding checks UTF-8 too."""
+
+    def __init__(self, decoder, error, raw=False):
+        self.decoder, self.error, self.raw = decoder, error, raw
+
+    def decode(self, data):
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if self.error is UnicodeDecodeError:
+                raise UnicodeDecodeError("utf-8", exc.object, exc.start, exc.end, exc.reason) from None
+            raise self.error("Invalid UTF-8 encoded string") from None
+        return self.decoder.decode(data)
+
+
+def _release(monkeypatch, error, raw_checks_utf8):
+    from perfdoctor.trace import events as module
+
+    for name in ("FAST_DECODER", "EXACT_DECODER", "_ONE_FAST", "_ONE_EXACT"):
+        monkeypatch.setattr(module, name, _DecoderOfAnotherRelease(getattr(module, name), error))
+    if raw_checks_utf8:
+        monkeypatch.setattr(module, "RAW_LIST_DECODER", _DecoderOfAnotherRelease(module.RAW_LIST_DECODER, error))
+
+
+ERRORS = pytest.mark.parametrize("error, raw_checks_utf8", [
+    (UnicodeDecodeError, False),
+    (__import__("msgspec").DecodeError, False),
+    (__import__("msgspec").DecodeError, True),
+    (ValueError, True),
+])
+
+
+@ERRORS
+def test_one_corrupt_byte_in_an_event_name_skips_that_event_whatever_the_decoder_raises(
+    tmp_path, monkeypatch, error, raw_checks_utf8
+):
+    _release(monkeypatch, error, raw_checks_utf8)
+    at = GOOD_TEXT.index(b'"aten::relu"') + 3  # inside the name of the first aten::relu
+    data = bytearray(GOOD_TEXT)
+    data[at] = 0xFF
+    trace = read_trace(_write(tmp_path, bytes(data)), block_bytes=256)
+    expected = sum(1 for e in GOOD["traceEvents"] if e.get("ph") == "X") - 1
+    assert len(trace) == expected and not trace.skipped.truncated
+    assert trace.skipped.events == 1 and trace.skipped.reasons == {"event with invalid UTF-8 text": 1}
+    assert trace.skipped.first_at["event with invalid UTF-8 text"] == at
+    assert f"event with invalid UTF-8 text at byte {at}" in trace.skipped.summary()
+
+
+@ERRORS
+def test_a_syntax_error_still_ends_the_reading_at_the_right_byte(tmp_path, monkeypatch, error, raw_checks_utf8):
+    _release(monkeypatch, error, raw_checks_utf8)
+    at = GOOD_TEXT.index(b'"aten::relu"')
+    data = GOOD_TEXT.replace(b'"aten::relu"', b'"aten::relu" oops', 1)
+    trace = read_trace(_write(tmp_path, data), block_bytes=256)
+    assert trace.skipped.truncated and 0 < len(trace) < len(GOOD["traceEvents"])
+    (reason,) = [r for r in trace.skipped.reasons if "invalid JSON" in r]
+    start = GOOD_TEXT.rindex(b"{", 0, at)  # the event holding the error
+    assert f"invalid JSON at byte {start}:" in reason
+
+
+def test_invalid_utf8_in_a_top_level_value_is_one_line(tmp_path):
+    data = GOOD_TEXT.replace(b'"traceName": "t.json"', b'"traceName": "t\xff.json"')
+    trace = read_trace(_write(tmp_path, data))  # after the events: the events are kept
+    assert len(trace) and any("invalid UTF-8 in top-level value 'traceName'" in r for r in trace.skipped.reasons)
+    early = b'{"deviceProperties": "\xff", ' + GOOD_TEXT[1:]
+    assert "invalid UTF-8 in top-level value 'deviceProperties'" in _error(_write(tmp_path, early, "u.json"))
