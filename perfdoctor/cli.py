@@ -18,7 +18,7 @@ from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
 
 if TYPE_CHECKING:
-    from .rundir import RunDir
+    from .config import Config
 
 
 def _step_range(text: str) -> tuple[int, int]:
@@ -68,18 +68,16 @@ class RunCommand(Command):
         parser.add_argument("script", nargs="?", help="the training script; what follows it goes to the script untouched")
 
     def run(self, args: argparse.Namespace) -> int:
-        from .collectors.base import RunOptions
-        from .finish import finish_run
-        from .launch import distributed_run_dir, launched_by_perfdoctor
-        from .rundir import RunDir, default_run_dir
-        from .runner import Target, run_in_session
-        from .session import DistributedIdentity, Session
+        from .collect.collectors.base import RunOptions
+        from .collect.session import DistributedIdentity
+        from .run.job import JobOptions, run_launcher, run_rank, run_single
+        from .run.launch import TORCHRUN_OPTIONS, distributed_run_dir, launched_by_perfdoctor
+        from .run.target import Target
+        from .stream.rundir import default_run_dir
 
         target = Target(script=args.script, module=args.module, args=list(args.script_args))
         target.check()
         config = _load_config(args.config, Path(args.script).parent if args.script else Path.cwd())
-        if args.nproc_per_node is not None:
-            return self._launch(args, target, config)
         start, steps = (None, None) if args.profile_steps is None else (args.profile_steps[0], args.profile_steps[1] - args.profile_steps[0] + 1)
         options = RunOptions(
             max_steps=args.max_steps,
@@ -88,46 +86,20 @@ class RunCommand(Command):
             profile_steps=steps,
             profile_stack=args.profile_stack,
             host_interval_s=args.host_interval,
-            run_name=args.module or Path(target.display_name).stem or "run",  # where finish_run puts scalars
+            run_name=args.module or Path(target.display_name).stem or "run",  # where traces and scalars go
         )
+        job = JobOptions(out=args.out, options=options, quiet=args.quiet, config=config)
+        if args.nproc_per_node is not None:
+            out = args.out or default_run_dir(target.display_name)
+            torchrun_args = [f"{flag}={getattr(args, dest)}" for flag, dest in TORCHRUN_OPTIONS if getattr(args, dest) is not None]
+            if args.nnodes in (None, "1", "1:1") and not (args.rdzv_endpoint or args.master_addr or args.master_port):
+                torchrun_args.insert(0, "--standalone")  # one machine: torchrun picks a free port
+            return run_launcher(target, job, out, torchrun_args, [*_rank_options(args, out), *target.command_line()])
         identity = DistributedIdentity.from_env()
         if identity.rank is None:
-            rundir = _fresh_run_dir(RunDir(args.out or default_run_dir(target.display_name)))
-            session = Session(rundir=rundir, target=target.describe(), options=options, identity=identity)
-            outcome = run_in_session(target, session)
-            finish_run(rundir, config, outcome, quiet=args.quiet)
-            return outcome.exit_code
-        # One rank of a torchrun job: its own files, its summary; rank 0 merges unless we launched it.
+            return run_single(target, job, args.out or default_run_dir(target.display_name))
         out = args.out or distributed_run_dir(Path(target.display_name).stem) or default_run_dir(target.display_name)
-        launched = launched_by_perfdoctor()
-        rundir = RunDir(out) if launched else _fresh_run_dir(RunDir(out), rank=identity.rank)
-        session = Session(rundir=rundir, target=target.describe(), options=options, identity=identity)
-        outcome = run_in_session(target, session)
-        _summarise_rank(rundir, identity.rank)
-        if identity.rank == 0 and not launched:
-            from .launch import wait_for_ranks
-
-            wait_for_ranks(rundir, identity.world_size)
-            finish_run(rundir, config, outcome, quiet=args.quiet)
-        return outcome.exit_code
-
-    def _launch(self, args: argparse.Namespace, target: "Target", config: "Config") -> int:
-        from .finish import finish_run
-        from .launch import TORCHRUN_OPTIONS, launch
-        from .rundir import RunDir, default_run_dir
-        from .session import STATUS_INTERRUPTED, Outcome
-
-        rundir = _fresh_run_dir(RunDir(args.out or default_run_dir(target.display_name)))
-        torchrun_args = [f"{flag}={getattr(args, dest)}" for flag, dest in TORCHRUN_OPTIONS if getattr(args, dest) is not None]
-        if args.nnodes in (None, "1", "1:1") and not (args.rdzv_endpoint or args.master_addr or args.master_port):
-            torchrun_args.insert(0, "--standalone")  # one machine: torchrun picks a free port
-        result = launch(torchrun_args, [*_rank_options(args, rundir), *target.command_line()])
-        if rundir.ranks("run"):
-            status = Outcome(result.exit_code, STATUS_INTERRUPTED) if result.interrupted else Outcome(result.exit_code, "completed")
-            finish_run(rundir, config, status, quiet=args.quiet)
-        else:
-            print(f"perfdoctor: no rank left measurements in {rundir.root} (torchrun exit status {result.exit_code})", file=sys.stderr)
-        return result.exit_code
+        return run_rank(target, job, out, identity, launched_by_perfdoctor())
 
 
 class ReportCommand(Command):
@@ -148,9 +120,9 @@ class ReportCommand(Command):
         return 0
 
 
-def _rank_options(args: argparse.Namespace, rundir: "RunDir") -> list[str]:
+def _rank_options(args: argparse.Namespace, out: Path) -> list[str]:
     """The `run` options each rank of a launched job gets: ours, minus the launch itself."""
-    options = ["--out", str(rundir.root), "-q", "--host-interval", str(args.host_interval)]
+    options = ["--out", str(out), "-q", "--host-interval", str(args.host_interval)]
     if args.max_steps is not None:
         options += ["--max-steps", str(args.max_steps)]
     if args.profile_steps is not None:
@@ -164,58 +136,7 @@ def _rank_options(args: argparse.Namespace, rundir: "RunDir") -> list[str]:
     return options
 
 
-def _summarise_rank(rundir: "RunDir", rank: int | None) -> None:
-    from .analysis.load import write_rank_summary
-
-    try:
-        write_rank_summary(rundir, rank)
-    except Exception as error:  # the merge can still summarise this rank from its raw files
-        print(f"perfdoctor: rank {rank}: summary not written ({type(error).__name__}: {error})", file=sys.stderr)
-
-
-def _fresh_run_dir(rundir: "RunDir", rank: int | None = None) -> "RunDir":
-    """Create the run directory, or say in one line why it cannot be."""
-    try:
-        _clear_previous_run(rundir, rank)
-        return rundir.create()
-    except OSError as error:
-        raise PerfdoctorError(f"cannot use {rundir.root} as the run directory: {error.strerror or error}")
-
-
-def _clear_previous_run(rundir: "RunDir", rank: int | None = None) -> None:
-    """An earlier run into the same --out: remove its raw files, the traces and scalars it names,
-    and its reports, so that none of them mix into this run's report. Only files that an earlier
-    run says it wrote are touched; anything else in the directory is left alone."""
-    from . import jsonfile
-    from .rundir import RAW_SCHEMA, TRACE_SUFFIXES
-
-    raw: dict[Path, dict] = {}
-    mine = f".rank{rank}.json"
-    for path in sorted(rundir.raw.glob("*.json")) if rundir.raw.is_dir() else []:
-        if rank is not None and not path.name.endswith(mine):
-            continue  # another rank of this job (or of the last one): it clears its own
-        try:
-            data = jsonfile.load(path)
-        except (OSError, jsonfile.UnreadableJSON):
-            continue
-        if isinstance(data, dict) and data.get("schema") == RAW_SCHEMA:
-            raw[path] = data
-    if not raw:
-        return
-    root = rundir.root.resolve()
-    stale = [*raw, rundir.report_json, rundir.report_html] if rank in (None, 0) else list(raw)
-    for path, data in raw.items():
-        traces = data.get("traces") if path.name.startswith("profiler") else None
-        stale += [rundir.root / str(trace) for trace in traces or [] if str(trace).endswith(TRACE_SUFFIXES)]
-        if path.name.startswith("run.") and rank in (None, 0):  # scalars: where finish_run wrote them
-            name = Path(str(data.get("script") or "")).stem or data.get("module") or "run"
-            stale += list((rundir.tb / str(name)).glob("events.out.tfevents.*"))
-    for path in stale:
-        if path.is_file() and root in path.resolve().parents:
-            path.unlink()
-
-
-def _load_config(path: Path | None, start: Path):
+def _load_config(path: Path | None, start: Path) -> "Config":
     from .config import load_config
 
     if path is not None and not path.is_file():

@@ -10,8 +10,8 @@ from .analysis.rundata import RunData
 from .config import Config
 from .errors import PerfdoctorError
 from .rules.base import Finding
-from .rundir import RunDir
-from .session import Outcome
+from .stream.rundir import RunDir
+from .run.outcome import Outcome
 
 
 def analyse(data: RunData, config: Config) -> list[Finding]:

@@ -87,7 +87,7 @@ class PerfdoctorRunner:
 
     def __call__(self, function: Callable[..., Any], *args: Any, steps: int | None = None, profile: bool | None = None, **kwargs: Any) -> PerfRun:
         from .config import load_config
-        from .inprocess import run_callable
+        from .run.inprocess import run_callable
 
         done = run_callable(
             function, *args, out=self._next_dir(), max_steps=steps or self.max_steps,

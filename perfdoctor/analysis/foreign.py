@@ -20,7 +20,9 @@ def trace_files(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES) and not p.name.startswith("report"))
+            here = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES) and not p.name.startswith("report"))
+            # none at the top: torch.profiler's traces anywhere below (a run directory's RUN/tb/<name>/)
+            found += here or sorted(p for p in path.rglob("*.pt.trace.json*") if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
         else:
             found.append(path)
     if not found:

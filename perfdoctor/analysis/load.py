@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PerfdoctorError
-from ..rundir import RunDir
+from ..stream.rundir import RunDir
 from .dataloader import summarize_loaders
 from .host import summarize_host
 from .ranks import SUMMARY_SCHEMA, merge_ranks, rank_summary
 from .rundata import RunData, RunInfo
 from .steps import WARMUP_STEPS, series_from_raw, step_stats
 
-STATUS_WEIGHT = {"failed": 3, "interrupted": 2, "stopped": 1, "completed": 0}
+STATUS_WEIGHT = {"killed": 4, "failed": 3, "interrupted": 2, "stopped": 1, "completed": 0}
 
 
 def load_run(root: Path) -> RunData:
@@ -147,6 +147,7 @@ def _add_gpu(data: RunData, trace: Any, nvml: dict[str, Any], optimizers: list[d
 
 def _add_notes(data: RunData, run_raw: dict[str, Any], profiler: dict[str, Any] | None) -> None:
     notes = data.notes
+    notes.extend(str(note) for note in run_raw.get("notes") or [])  # how the run ended, what the streams lost
     if profiler and profiler.get("stood_aside"):
         aside = profiler["stood_aside"]
         notes.append(

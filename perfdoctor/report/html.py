@@ -372,5 +372,7 @@ def render_html(report: dict[str, Any], template: str = TEMPLATE) -> str:
 
 
 def write_report_html(report: dict[str, Any], path: Path) -> Path:
-    path.write_text(render_html(report), encoding="utf-8")
+    from ..stream.atomic import write_text
+
+    write_text(path, render_html(report))  # whole or not at all, the previous page kept on failure
     return path

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..analysis.rundata import RunData
 from ..rules.base import Finding
-from ..rundir import write_json
+from ..stream.atomic import write_json
 
 SCHEMA = "perfdoctor.report/1"
 

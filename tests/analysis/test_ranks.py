@@ -56,7 +56,7 @@ def test_a_1024_rank_run_directory_is_read_and_merged_in_seconds(tmp_path):
 
     from conftest import REPO
     from perfdoctor.analysis.load import load_run
-    from perfdoctor.rundir import RunDir
+    from perfdoctor.stream.rundir import RunDir
 
     source = REPO / "tests" / "data" / "run_reference_cnn" / "raw"
     rundir = RunDir(tmp_path / "run").create()

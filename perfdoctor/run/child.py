@@ -1,0 +1,126 @@
+"""The script's process: started by the supervisor (`supervisor.py`) with the same interpreter,
+terminal, environment and working directory, it runs the target under a session exactly as
+`python SCRIPT` would, streams what it measures, and exits with the script's own status.
+
+    python [the parent's interpreter flags] -c BOOTSTRAP SPEC_JSON
+
+The spec (target, options, run directory, the signal pipe) travels on the command line, so the
+script's environment is exactly the parent's. Python writes the number of every signal it
+handles to the pipe (`signal.set_wakeup_fd`): the supervisor reads it to tell whether a Ctrl-C
+reached the script too, or must be passed on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from ..collect.collectors.base import RunOptions
+from ..collect.session import DistributedIdentity, Session
+from ..stream.rundir import RunDir
+from .outcome import STATUS_FAILED, Outcome, Terminated, outcome_of_exception, print_exit_message
+from .target import Target, print_user_traceback
+
+BOOTSTRAP = "import sys; sys.path[0] = {root!r}; from perfdoctor.run.child import main; main(sys.argv[1])"
+
+
+def command(spec: dict[str, Any], interpreter_flags: list[str]) -> list[str]:
+    root = str(Path(__file__).resolve().parent.parent.parent)  # where this perfdoctor is imported from
+    return [sys.executable, *interpreter_flags, "-c", BOOTSTRAP.format(root=root), json.dumps(spec)]
+
+
+def main(spec_json: str) -> NoReturn:
+    spec = json.loads(spec_json)
+    _watch_signals(spec.get("signal_fd"))
+    owner = os.getpid()
+    try:
+        target = Target(**spec["target"])
+        options = RunOptions(**spec["options"])
+        session = Session(
+            rundir=RunDir(Path(spec["run_dir"])), target=target.describe(), options=options,
+            identity=DistributedIdentity.from_env(), supervised=True,
+        )
+        outcome = run_in_session(target, session)
+    except KeyboardInterrupt:  # before the script started (still importing torch): as python would
+        sys.exit(130)
+    if os.getpid() != owner:  # a process the script forked, which ran on to the script's end
+        sys.exit(outcome.exit_code)
+    sys.exit(outcome.exit_code)
+
+
+def _watch_signals(fd: int | None) -> None:
+    if fd is None:
+        return
+    try:
+        os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)  # the script's own subprocesses do not get it
+        signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        pass
+
+
+class _Sigterm:
+    """SIGTERM in the script's process: raise Terminated in the main thread, and remember it (the
+    run was interrupted, whatever error its unwinding raises)."""
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        self.received = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self.owner:  # a forked DataLoader worker inherited this handler: die quietly
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.received = True
+        raise Terminated()
+
+
+def run_in_session(target: Target, session: Session) -> Outcome:
+    """Run the target under the session; always stops the session (in this process only)."""
+    from ..collect.stepclock import StopRun
+
+    sigterm = _Sigterm()
+    try:
+        previous_term = signal.signal(signal.SIGTERM, sigterm)
+    except ValueError:  # not the main thread (run from a test harness thread): leave it be
+        previous_term = None
+    outcome = Outcome(1, STATUS_FAILED)
+    try:
+        session.start()
+        try:
+            target.run()
+            outcome = outcome_of_exception(None)
+        except BaseException as error:
+            if not session.owner:
+                raise  # a forked child of the script ends as it would under python, and writes nothing
+            outcome = outcome_of_exception(error, StopRun, terminated=sigterm.received)
+            _tell(error, outcome)
+    finally:
+        try:
+            session.stop(outcome)
+        finally:
+            if previous_term is not None and session.owner:
+                signal.signal(signal.SIGTERM, previous_term)
+    return outcome
+
+
+def _tell(error: BaseException, outcome: Outcome) -> None:
+    """What the user sees of how the script ended, as under python (plus one line of ours)."""
+    from ..collect.stepclock import StopRun
+
+    if isinstance(error, StopRun):
+        return
+    if isinstance(error, SystemExit):
+        print_exit_message(error)
+    elif outcome.error and outcome.error.get("type") == "SIGTERM":
+        print("perfdoctor: terminated (SIGTERM); writing the report of what was measured", file=sys.stderr)
+    elif isinstance(error, KeyboardInterrupt):
+        print("\nperfdoctor: interrupted (Ctrl-C); writing the report of what was measured", file=sys.stderr)
+    else:  # the user's script crashed: show it as python would
+        print_user_traceback(error)

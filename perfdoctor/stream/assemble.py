@@ -1,0 +1,239 @@
+"""From a stream's records to the raw shape the analysis reads (what `RUN/raw/<name>.json` held
+before streaming): one function per stream, each applying the records in order.
+
+Per-step records carry the index of their first step, so a stream cut short or written with a
+gap still puts every step where it belongs; a `restart` record (the step clock folded the
+batch-steps before the first optimizer step into one warm-up step) drops what came before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+STEP_COLUMNS = (
+    "start_ns", "end_ns", "dataloader_ns", "forward_ns", "backward_ns", "optimizer_ns", "overhead_ns",
+    "before_forward_ns", "loss_ns", "batches",
+)
+HOST_COLUMNS = (
+    "t_ns", "step", "process_cpu", "children_cpu", "children", "system_cpu", "core_cpu",
+    "rss", "children_rss", "threads", "ctx_switches_involuntary", "memory_used_bytes",
+)
+
+
+def _place(columns: dict[str, list[Any]], chunk: dict[str, Any], names: tuple[str, ...], fill: Any = 0) -> None:
+    """Write a chunk of per-step values at its `first` index (padding a gap with `fill`)."""
+    first = int(chunk.get("first", len(columns[names[0]])))
+    for name in names:
+        values = chunk.get(name) or []
+        column = columns[name]
+        if len(column) < first:
+            column.extend([fill] * (first - len(column)))
+        column[first : first + len(values)] = values
+
+
+def steps(records: list[dict[str, Any]]) -> dict[str, Any]:
+    columns: dict[str, list[Any]] = {name: [] for name in STEP_COLUMNS}
+    out: dict[str, Any] = {"mode": None, "optimizers": [], "origin_unix_s": None}
+    for record in records:
+        if "steps" in record:
+            _place(columns, record["steps"], STEP_COLUMNS)
+        elif "restart" in record:
+            columns = {name: [] for name in STEP_COLUMNS}
+        elif "mode" in record:
+            out["mode"] = record["mode"]
+        elif "optimizer" in record:
+            out["optimizers"].append(record["optimizer"])
+        elif "origin_unix_s" in record:
+            out["origin_unix_s"] = record["origin_unix_s"]
+    count = min(len(columns["start_ns"]), len(columns["end_ns"]))
+    return {**out, **{name: values[:count] for name, values in columns.items()}}
+
+
+def dataloader(records: list[dict[str, Any]]) -> dict[str, Any]:
+    loaders: dict[int, dict[str, Any]] = {}
+
+    def loader(ident: Any) -> dict[str, Any]:
+        return loaders.setdefault(int(ident), {
+            "id": int(ident), "args": {}, "dataset": {}, "epochs": {}, "batch_wait_ns": [],
+            "ready_wait_ns": 0, "unknown_wait_ns": 0, "cpu_in_long_waits": {"busy_ticks": 0, "total_ticks": 0},
+        })
+
+    for record in records:
+        if "loader" in record:
+            entry = loader(record["loader"]["id"])
+            entry["args"], entry["dataset"] = record["loader"].get("args") or {}, record["loader"].get("dataset") or {}
+        elif "epoch" in record:
+            epoch = dict(record["epoch"])
+            entry = loader(epoch.pop("loader"))
+            entry["epochs"][int(epoch.pop("index"))] = epoch
+        elif "waits" in record:
+            loader(record["waits"]["loader"])["batch_wait_ns"].extend(record["waits"].get("ns") or [])
+        elif "totals" in record:
+            totals = record["totals"]
+            entry = loader(totals["loader"])
+            entry["ready_wait_ns"] = totals.get("ready_wait_ns", 0)
+            entry["unknown_wait_ns"] = totals.get("unknown_wait_ns", 0)
+            entry["cpu_in_long_waits"] = {"busy_ticks": totals.get("busy_ticks", 0), "total_ticks": totals.get("total_ticks", 0)}
+    result = []
+    for ident in sorted(loaders):
+        entry = loaders[ident]
+        entry["epochs"] = [entry["epochs"][index] for index in sorted(entry["epochs"])]
+        result.append(entry)
+    return {"loaders": result}
+
+
+def host(records: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"interval_s": None, "logical_cores": None, "physical_cores": None, "error": None}
+    samples: dict[str, list[Any]] = {name: [] for name in HOST_COLUMNS}
+    for record in records:
+        if "sample" in record:
+            sample = record["sample"]
+            for name in HOST_COLUMNS:
+                samples[name].append(sample.get(name))
+        elif "meta" in record:
+            out.update(record["meta"])
+        elif "error" in record:
+            out["error"] = record["error"]
+    return {**out, "samples": samples}
+
+
+def gpu(records: list[dict[str, Any]]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    devices: dict[int, dict[str, Any]] = {}
+    times: list[int] = []
+    step_counts: list[int] = []
+    error = None
+    for record in records:
+        if "unavailable" in record:
+            return {"available": False, "reason": record["unavailable"]}
+        if "meta" in record:
+            meta.update({key: value for key, value in record["meta"].items() if key != "devices"})
+            for info in record["meta"].get("devices") or []:
+                devices[int(info["index"])] = {**info, "unsupported": [], "samples": {}}
+        elif "sample" in record:
+            sample = record["sample"]
+            count = len(times)
+            times.append(sample.get("t_ns"))
+            step_counts.append(sample.get("step"))
+            for reading in sample.get("devices") or []:
+                device = devices.setdefault(int(reading["index"]), {"index": int(reading["index"]), "unsupported": [], "samples": {}})
+                for name, value in reading.items():
+                    if name == "index":
+                        continue
+                    column = device["samples"].setdefault(name, [])
+                    column.extend([None] * (count - len(column)))
+                    column.append(value)
+        elif "unsupported" in record:
+            entry = record["unsupported"]
+            device = devices.get(int(entry["index"]))
+            if device is not None:
+                device["unsupported"] = sorted(set(device["unsupported"]) | set(entry.get("what") or []))
+        elif "error" in record:
+            error = record["error"]
+    if not meta and not devices:
+        return {}
+    for device in devices.values():
+        for column in device["samples"].values():
+            column.extend([None] * (len(times) - len(column)))
+    return {
+        "available": True,
+        "interval_s": meta.get("interval_s"),
+        "pid": meta.get("pid"),
+        "driver_version": meta.get("driver_version"),
+        "t_ns": times,
+        "step": step_counts,
+        "devices": [devices[index] for index in sorted(devices)],
+        "error": error,
+    }
+
+
+def ddp(records: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"process_group": None, "ddp": [], "data_parallel": []}
+    instances: dict[int, dict[str, Any]] = {}
+    forwards: dict[str, list[Any]] = {"synced": [], "unsynced": []}
+    for record in records:
+        if "process_group" in record:
+            out["process_group"] = record["process_group"]
+        elif "ddp" in record:
+            instance = dict(record["ddp"])
+            instances[int(instance.pop("index"))] = instance
+        elif "logged" in record:
+            entry = record["logged"]
+            if int(entry["index"]) in instances:
+                instances[int(entry["index"])]["logged"] = entry.get("logged")
+        elif "data_parallel" in record:
+            out["data_parallel"].append(record["data_parallel"])
+        elif "forwards" in record:
+            _place(forwards, record["forwards"], ("synced", "unsynced"))
+        elif "restart" in record:
+            forwards = {"synced": [], "unsynced": []}
+    out["ddp"] = [instances[index] for index in sorted(instances)]
+    out["synced_forwards"] = forwards["synced"]
+    out["unsynced_forwards"] = forwards["unsynced"]
+    return out
+
+
+def profiler(records: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "enabled": True, "window": None, "profiled_steps": [], "traces": [], "export_s": 0.0,
+        "stood_aside": None, "export": None,
+    }
+    for record in records:
+        if "window" in record:
+            out["window"] = record["window"]
+            out["output"] = record.get("output")
+        elif "profiled" in record:
+            out["profiled_steps"].append(record["profiled"])
+        elif "trace" in record:
+            out["traces"].append(record["trace"]["path"])
+            out["export_s"] = round(out["export_s"] + float(record["trace"].get("export_s") or 0.0), 6)
+        elif "export" in record:
+            out["export"] = record["export"]
+        elif "stood_aside" in record:
+            out["stood_aside"] = record["stood_aside"]
+        elif "restart" in record:
+            out.update(profiled_steps=[], traces=[], export_s=0.0, export=None)
+    return out
+
+
+def settings(records: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for record in records:
+        if "settings" in record:
+            out.update(record["settings"])
+        elif "update" in record:
+            for key, value in record["update"].items():
+                if isinstance(value, dict) and isinstance(out.get(key), dict):
+                    out[key] = {**out[key], **value}
+                else:
+                    out[key] = value
+    return out
+
+
+def run(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run record: who started it (`start`: the supervisor, or the in-process session), the
+    session inside the script's process (`session`), how that process said it ended (`end`), and
+    how the supervisor saw it end (`outcome`, which has the last word: it also sees signals)."""
+    out: dict[str, Any] = {"notes": []}
+    ended = False
+    for record in records:
+        for kind in ("start", "session", "end", "outcome"):
+            if kind in record:
+                fields = dict(record[kind])
+                out["notes"] += fields.pop("notes", None) or []
+                out.update(fields)
+                ended = ended or kind in ("end", "outcome")
+    if not ended and out.keys() - {"notes"}:
+        out.update(status="killed", exit_code=None, error={"type": "unknown", "message": "the run's end was not recorded"})
+        out["notes"].append(
+            "How this run ended was not recorded (perfdoctor itself was stopped, or the run is still going): "
+            "the report holds what was streamed until then."
+        )
+    out.setdefault("collector_errors", {})
+    return out
+
+
+ASSEMBLERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, Any]]] = {
+    "steps": steps, "dataloader": dataloader, "host": host, "gpu": gpu, "ddp": ddp,
+    "profiler": profiler, "settings": settings, "run": run,
+}

@@ -1,0 +1,135 @@
+"""The stream format: JSON Lines. One record per line, each a JSON object ending in "\n"; the
+first line of a file is its header, `{"schema": "perfdoctor.stream/1", "stream": NAME, ...}`.
+
+Appending whole lines in one write() means a process killed mid-write leaves at most one torn
+line, at the end: a line without its "\n", or one that does not decode to an object, is skipped
+and counted, never guessed at.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+STREAM_SCHEMA = "perfdoctor.stream/1"
+SUFFIX = ".jsonl"
+
+
+
+def _fallback(value: Any) -> Any:
+    """Values msgspec does not encode itself: str and number subclasses (torch's version
+    string, numpy scalars) as their plain value, anything else as its text."""
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if hasattr(value, "__index__"):
+        return int(value)
+    if hasattr(value, "__float__"):
+        return float(value)
+    return str(value)
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_fallback)
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """One record as one line (NaN and infinity are written as null)."""
+    return _encoder.encode(record) + b"\n"
+
+
+def header(stream: str, **fields: Any) -> dict[str, Any]:
+    return {"schema": STREAM_SCHEMA, "stream": stream, **fields}
+
+
+@dataclass
+class Records:
+    """What a stream file held: its header, its records in order, and how many lines were skipped."""
+
+    header: dict[str, Any] | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0  # torn or undecodable lines
+
+
+def decode_lines(data: bytes, into: Records) -> int:
+    """Decode the complete lines in `data` into `into`; return how many bytes were consumed
+    (everything up to the last "\n": a torn tail is left for the caller to judge)."""
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            record = msgspec.json.decode(line)
+        except Exception:  # whatever the decoder raises: the line is not a record
+            into.skipped += 1
+            continue
+        if not isinstance(record, dict):
+            into.skipped += 1
+        elif into.header is None and record.get("schema") == STREAM_SCHEMA:
+            into.header = record
+        else:
+            into.records.append(record)
+    return end
+
+
+def read(path: Path) -> Records | None:
+    """Every record of a stream file; None when it cannot be read at all."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    found = Records()
+    consumed = decode_lines(data, found)
+    if data[consumed:].strip():
+        found.skipped += 1  # the last line was cut short: the process died while writing it
+    return found
+
+
+class Tail:
+    """Reads a stream as it grows: each poll() returns the records completed since the last one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._offset = 0
+        self._pending = b""
+        self.header: dict[str, Any] | None = None
+        self.skipped = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(self._offset)
+                data = file.read()
+        except OSError:
+            return []
+        self._offset += len(data)
+        data = self._pending + data
+        found = Records(header=self.header)
+        consumed = decode_lines(data, found)
+        self._pending = data[consumed:]
+        self.header = found.header
+        self.skipped += found.skipped
+        return found.records
+
+
+def append_fd(path: Path) -> int:
+    """An append-only descriptor for a stream (created if missing, not inherited by children)."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def append(path: Path, stream: str, record: dict[str, Any], **header_fields: Any) -> None:
+    """Append one record to a stream (its header first, when the file is new): for the few
+    records a process writes outside a stream writer (the supervisor's start and outcome)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = append_fd(path)
+    try:
+        data = encode(record)
+        if os.fstat(fd).st_size == 0:
+            data = encode(header(stream, pid=os.getpid(), **header_fields)) + data
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
