@@ -36,6 +36,7 @@ from time import perf_counter_ns
 from typing import Any, Callable
 
 from .patching import Patches
+from .writer import fresh_lock_in_forks
 
 DISCOVERY_STEPS = 3  # steps during which global module hooks find the top-level modules
 MODE_OPTIMIZER = "optimizer"
@@ -109,6 +110,7 @@ class StepClock:
         self.step_count = 0  # steps ended (since the batch-steps were folded, if they were)
         self._drained = 0  # of those, how many drain() has handed on
         self._drain_lock = threading.Lock()
+        fresh_lock_in_forks(self, "_drain_lock")
         self._events: deque[dict[str, Any]] = deque([{"origin_unix_s": self.origin_unix_s}])  # stream records
         self._batch_totals = [0] * 8  # phase sums of the batch-steps so far (folded at the first optimizer step)
         self._first_start_ns: int | None = None

@@ -1,9 +1,9 @@
 """The stream writer: collectors hand it records, and its thread appends them to `RUN/raw`.
 
 Inside the training step a collector only appends to a buffer (an array, a deque); every
-`interval_s` (0.5 s) the writer's thread pulls what each source buffered, removes it from memory,
+`interval_s` (0.25 s) the writer's thread pulls what each source buffered, removes it from memory,
 encodes it (JSON Lines, `stream/lines.py`) and appends it to the stream's file in one write().
-So a SIGKILL loses at most the last half second, and perfdoctor's memory stays flat however
+So a SIGKILL loses at most the last quarter second, and perfdoctor's memory stays flat however
 long the job runs.
 
 A write that fails (a full disk) keeps its bytes and is tried again at the next flush, up to
@@ -20,16 +20,31 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections import deque
 from typing import Any, Callable
 
 from ..stream import lines
 from ..stream.rundir import RunDir
 
-FLUSH_INTERVAL_S = 0.5
+FLUSH_INTERVAL_S = 0.25
 MAX_PENDING_BYTES = 16 * 2**20
 
 Source = Callable[[], list[dict[str, Any]]]
+
+
+def fresh_lock_in_forks(owner: Any, attribute: str) -> None:
+    """A process forked while another thread held `owner.<attribute>` (a Lock) would block on it
+    for ever: give forked children a new, unlocked one. (The fork's copy of the data is never
+    written anyway; this only keeps the script's forked child from hanging on our lock.)"""
+    ref = weakref.ref(owner)
+
+    def renew() -> None:
+        alive = ref()
+        if alive is not None:
+            setattr(alive, attribute, threading.Lock())
+
+    os.register_at_fork(after_in_child=renew)
 
 
 class Stream:
@@ -72,6 +87,7 @@ class StreamWriter:
         self.interval_s = interval_s
         self._streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
+        fresh_lock_in_forks(self, "_lock")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._owner = os.getpid()

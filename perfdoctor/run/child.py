@@ -48,9 +48,39 @@ def main(spec_json: str) -> NoReturn:
         outcome = run_in_session(target, session)
     except KeyboardInterrupt:  # before the script started (still importing torch): as python would
         sys.exit(130)
-    if os.getpid() != owner:  # a process the script forked, which ran on to the script's end
-        sys.exit(outcome.exit_code)
+    except BaseException as error:
+        if os.getpid() == owner:
+            raise
+        _end_fork(error)  # a process the script forked (os.fork), ending by an exception or sys.exit
+    if os.getpid() != owner:  # ... or running on to the script's end
+        _end_fork(None)
     sys.exit(outcome.exit_code)
+
+
+def _end_fork(error: BaseException | None) -> NoReturn:
+    """End a process the script forked as python would (its atexit functions, its threads
+    joined, its output flushed), but skip C++ static destructors: torch's profiler library
+    (Kineto), once started in the parent, hangs for ever in its destructor in a forked child."""
+    import atexit
+    import threading
+    import traceback
+
+    outcome = outcome_of_exception(error)
+    if isinstance(error, SystemExit):
+        print_exit_message(error)
+    elif error is not None:
+        traceback.print_exception(type(error), error, error.__traceback__)
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(outcome.exit_code)
 
 
 def _watch_signals(fd: int | None) -> None:

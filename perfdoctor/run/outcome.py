@@ -116,7 +116,7 @@ def outcome_of_exit_status(returncode: int, end: dict[str, Any] | None, memory: 
     if returncode == 0:
         return Outcome(0, STATUS_COMPLETED, None, [
             "The script's process exited with status 0 without perfdoctor's shutdown (os._exit(0)?): "
-            "the last half second of measurements may be missing."
+            "the last quarter second of measurements may be missing."
         ])
     if returncode in (EXIT_INTERRUPTED, EXIT_TERMINATED) and end is None:
         kind = "KeyboardInterrupt" if returncode == EXIT_INTERRUPTED else "SIGTERM"

@@ -21,6 +21,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from ..patching import Patches
+from ..writer import fresh_lock_in_forks
 from .base import Collector, CollectorContext
 
 
@@ -150,6 +151,7 @@ class DataLoaderProbe(Collector):
         self._patches = Patches()
         self._ctx: CollectorContext | None = None
         self._lock = threading.Lock()
+        fresh_lock_in_forks(self, "_lock")
         self._cores = CoreTimes()
 
     def start(self, ctx: CollectorContext) -> None:

@@ -15,6 +15,7 @@ from array import array
 from typing import Any
 
 from ..patching import Patches
+from ..writer import fresh_lock_in_forks
 from .base import Collector, CollectorContext
 
 # What DDP's own logger records (DistributedDataParallel._get_ddp_logging_data) that we keep.
@@ -55,6 +56,7 @@ class DdpCollector(Collector):
         self._drained = 0
         self._totals = [0, 0]  # synced, unsynced over all steps so far (for a fold)
         self._lock = threading.Lock()
+        fresh_lock_in_forks(self, "_lock")
         self._restarted = False
 
     def start(self, ctx: CollectorContext) -> None:
