@@ -19,6 +19,7 @@ from .errors import EXIT_USAGE, PerfdoctorError
 
 if TYPE_CHECKING:
     from .config import Config
+    from .run.supervisor import SignalInbox
 
 
 def _step_range(text: str) -> tuple[int, int]:
@@ -68,6 +69,15 @@ class RunCommand(Command):
         parser.add_argument("script", nargs="?", help="the training script; what follows it goes to the script untouched")
 
     def run(self, args: argparse.Namespace) -> int:
+        from .run.supervisor import SignalInbox
+
+        inbox = getattr(args, "signal_inbox", None) or SignalInbox().install()  # from now on a signal ends in a report
+        try:
+            return self._run(args, inbox)
+        finally:
+            inbox.restore()
+
+    def _run(self, args: argparse.Namespace, inbox: "SignalInbox") -> int:
         from .collect.collectors.base import RunOptions
         from .collect.session import DistributedIdentity
         from .run.job import JobOptions, run_launcher, run_rank, run_single
@@ -88,7 +98,7 @@ class RunCommand(Command):
             host_interval_s=args.host_interval,
             run_name=args.module or Path(target.display_name).stem or "run",  # where traces and scalars go
         )
-        job = JobOptions(out=args.out, options=options, quiet=args.quiet, config=config)
+        job = JobOptions(out=args.out, options=options, quiet=args.quiet, config=config, inbox=inbox)
         if args.nproc_per_node is not None:
             out = args.out or default_run_dir(target.display_name)
             torchrun_args = [f"{flag}={getattr(args, dest)}" for flag, dest in TORCHRUN_OPTIONS if getattr(args, dest) is not None]
@@ -220,8 +230,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
+    inbox = None
+    if "run" in argv[:3]:  # before anything else: a signal from here on ends in a report
+        from .run.supervisor import SignalInbox
+
+        inbox = SignalInbox().install()
     try:
         args = parse(argv)
+        args.signal_inbox = inbox
         return args.command_object.run(args)
     except PerfdoctorError as error:
         if verbose:
@@ -233,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit as stop:  # argparse's own usage errors exit 2, as documented
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    finally:
+        if inbox is not None:
+            inbox.restore()
 
 
 if __name__ == "__main__":

@@ -66,3 +66,20 @@ def shutdown_handlers(hurry: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+ASYNC_SIGNALS = {
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH,
+}
+
+
+def keep_signals_off_this_thread() -> None:
+    """Called first in each of perfdoctor's threads. A signal sent to the process goes to any
+    thread that does not block it; one that landed in ours would leave the script's main thread
+    blocked in a system call (a DataLoader's queue, a socket), never interrupted, where under
+    plain python the signal would have reached it."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, ASYNC_SIGNALS)
+    except (AttributeError, OSError, ValueError):
+        pass

@@ -104,6 +104,9 @@ class StreamWriter:
         self._thread.start()
 
     def _loop(self) -> None:
+        from .signals import keep_signals_off_this_thread
+
+        keep_signals_off_this_thread()
         while not self._stop.wait(self.interval_s):
             self.flush()
 

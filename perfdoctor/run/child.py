@@ -122,8 +122,8 @@ def run_in_session(target: Target, session: Session) -> Outcome:
         previous_term = None
     outcome = Outcome(1, STATUS_FAILED)
     try:
-        session.start()
         try:
+            session.start()  # a signal may come while torch is imported here, too
             target.run()
             outcome = outcome_of_exception(None)
         except BaseException as error:

@@ -18,7 +18,7 @@ from ..stream.lock import RunLock
 from ..stream.rundir import RunDir
 from .live import LiveView
 from .outcome import STATUS_COMPLETED, STATUS_INTERRUPTED, Outcome
-from .supervisor import ChildSpec, Supervisor
+from .supervisor import ChildSpec, SignalInbox, Supervisor
 from .target import Target
 
 
@@ -28,6 +28,7 @@ class JobOptions:
     options: RunOptions
     quiet: bool
     config: Config
+    inbox: SignalInbox | None = None  # installed when `run` started
 
 
 def prepare_run_dir(root: Path, rank: int | None = None, launched: bool = False) -> tuple[RunDir, RunLock]:
@@ -70,9 +71,7 @@ def supervise(target: Target, job: JobOptions, rundir: RunDir, identity: Distrib
         options=job.options.to_json(), run_dir=rundir.root, rank=rank,
         start=start_record(target.describe(), job.options, identity)["start"],
     )
-    supervisor = Supervisor(spec, live)
-    supervisor.install_handlers()  # from here on, a signal is the script's, and the report is written
-    return supervisor.run()
+    return Supervisor(spec, live, job.inbox).run()
 
 
 def run_single(target: Target, job: JobOptions, out: Path) -> int:

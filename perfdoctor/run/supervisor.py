@@ -44,46 +44,61 @@ class ChildSpec:
     start: dict[str, Any] = field(default_factory=dict)  # the run stream's start record
 
 
-class Supervisor:
-    def __init__(self, spec: ChildSpec, live: LiveView | None = None) -> None:
-        self.spec = spec
-        self.rundir = RunDir(spec.run_dir)
-        self.live = live
-        self._pending: list[tuple[int, float]] = []  # signals we got, not yet dealt with
-        self._child_got: list[tuple[int, float]] = []  # signals the child's Python saw
-        self.interrupts = 0
+class SignalInbox:
+    """The supervisor's signal handlers: they only note what came (handled in the wait loop).
+    Installed as early as `perfdoctor run` starts, so a signal before the script's process
+    exists still ends in a report, not in a dead perfdoctor."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, float]] = []
+        self.on_resize: Any = None
         self._previous: dict[int, Any] = {}
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    # -- signals --------------------------------------------------------------------------------
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending.append((signum, time.monotonic()))
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._pending.append((signum, time.monotonic()))
+    def _resized(self, signum: int, frame: Any) -> None:
+        if self.on_resize is not None:
+            self.on_resize()
 
-    def _on_resize(self, signum: int, frame: Any) -> None:
-        if self.live is not None:
-            self.live.resized()
-
-    def install_handlers(self) -> None:
+    def install(self) -> "SignalInbox":
         for signum in FORWARDED:
             try:
                 if signal.getsignal(signum) is signal.SIG_IGN:
                     continue  # started with it ignored (nohup, a background job): keep it so
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                self._previous[signum] = signal.signal(signum, self._note)
             except (ValueError, OSError):
                 pass
         try:
-            self._previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._on_resize)
+            self._previous[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._resized)
         except (ValueError, OSError):
             pass
+        return self
 
-    def restore_handlers(self) -> None:
+    def restore(self) -> None:
         for signum, handler in self._previous.items():
             try:
                 signal.signal(signum, handler)
             except (ValueError, OSError, TypeError):
                 pass
         self._previous = {}
+
+
+class Supervisor:
+    def __init__(self, spec: ChildSpec, live: LiveView | None = None, inbox: SignalInbox | None = None) -> None:
+        self.spec = spec
+        self.rundir = RunDir(spec.run_dir)
+        self.live = live
+        self.inbox = inbox or SignalInbox().install()
+        if live is not None:
+            self.inbox.on_resize = live.resized
+        self._child_got: list[tuple[int, float]] = []  # signals the child's Python saw
+        self.interrupts = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def _pending(self) -> list[tuple[int, float]]:
+        return self.inbox.pending
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -169,7 +184,7 @@ class Supervisor:
                     self.proc.send_signal(signum)
                 except OSError:
                     pass
-        self._pending = waiting
+        self.inbox.pending[:] = waiting
 
     def _child_end(self) -> dict[str, Any] | None:
         """The child's own `end` record, if it wrote one."""

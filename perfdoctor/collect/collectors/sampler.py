@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ..signals import keep_signals_off_this_thread
 from .base import Collector, CollectorContext
 
 MAX_SAMPLES = 20_000  # past this (and each doubling of it), the interval doubles
@@ -59,6 +60,7 @@ class Sampler(Collector):
         self.close()
 
     def _loop(self) -> None:
+        keep_signals_off_this_thread()
         while not self._stop.wait(self.interval_s):
             self._sample_once()
 
