@@ -12,6 +12,7 @@ horizontal axis for a timeline). Written with TensorBoard's own event writer: no
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +23,35 @@ PHASE_NAMES = ("dataloader", "forward", "backward", "optimizer")
 
 
 class ScalarWriter:
-    """Legacy `simple_value` scalars (what every TensorBoard reader understands)."""
+    """Legacy `simple_value` scalars (what every TensorBoard reader understands), written with
+    TensorBoard's own record writer, in the calling thread: a failure (a full disk) is an
+    exception here, never a traceback printed from a writer thread of TensorBoard's."""
 
     def __init__(self, folder: Path) -> None:
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        import socket
+        import time
+
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
         folder.mkdir(parents=True, exist_ok=True)
-        self._writer = EventFileWriter(str(folder), max_queue_size=1000, flush_secs=5, filename_suffix=SCALARS_SUFFIX)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.0{SCALARS_SUFFIX}"
+        self._file = open(folder / name, "ab")
+        self._records = RecordWriter(self._file)
+        self._records.write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
 
     def add(self, tag: str, value: float, step: int, wall_time: float) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
-        self._writer.add_event(Event(wall_time=wall_time, step=int(step), summary=summary))
+        self._records.write(Event(wall_time=wall_time, step=int(step), summary=summary).SerializeToString())
 
     def flush(self) -> None:
-        self._writer.flush()
+        self._file.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        self._file.close()
 
 
 def step_scalars(chunk: dict[str, Any]) -> list[tuple[int, float, dict[str, float]]]:

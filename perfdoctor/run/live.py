@@ -30,6 +30,7 @@ from ..stream.rundir import RunDir
 
 RECENT_STEPS = 50  # the median step and the DataLoader share are over the last this many steps
 PLAIN_EVERY_S = 30.0
+PLAIN_EVERY_ENV = "PERFDOCTOR_PROGRESS_EVERY_S"  # another interval for plain lines (read by perfdoctor only)
 REDRAW_EVERY_S = 0.5
 
 
@@ -171,6 +172,10 @@ class LiveView:
         self._last_plain = self.started
         self.line: TerminalLine | None = None
         self.plain = False
+        try:
+            self.plain_every_s = float(os.environ.get(PLAIN_EVERY_ENV, PLAIN_EVERY_S))
+        except ValueError:
+            self.plain_every_s = PLAIN_EVERY_S
         if not quiet:
             if _is_terminal(self.out):
                 try:
@@ -196,7 +201,7 @@ class LiveView:
         elapsed = now - self.started
         if self.line is not None and self.line.active:
             self.line.draw(progress_text(self.follower, elapsed, self.max_steps, self.line.columns - 1))
-        elif self.plain and now - self._last_plain >= PLAIN_EVERY_S:
+        elif self.plain and now - self._last_plain >= self.plain_every_s:
             self._last_plain = now
             self._print(progress_text(self.follower, elapsed, self.max_steps, None))
 
