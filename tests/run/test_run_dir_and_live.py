@@ -89,7 +89,7 @@ with open(filler, "wb", buffering=0) as f:
                 f.write(b"x" * size)
         except OSError:
             pass
-steps(10)
+steps(60)  # several KiB of step records to stream, more than a page's slack
 time.sleep(0.6)
 if sys.argv[2] == "free":
     os.unlink(filler)
@@ -125,7 +125,7 @@ def test_a_full_disk_is_one_line_and_the_scripts_status(tmp_path, small_disk, th
     if then == "free":  # written again once there was room: everything kept
         report = json.loads((out / "report.json").read_text())
         assert (report["run"]["status"], report["run"]["exit_code"]) == ("failed", 3)
-        assert report["steps"]["count"] == 20
+        assert report["steps"]["count"] == 70
     else:
         (small_disk / "filler").unlink()
         again = subprocess.run([sys.executable, "-m", "perfdoctor", "report", "-q", str(out)], capture_output=True, text=True, timeout=120)
