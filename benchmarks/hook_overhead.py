@@ -21,11 +21,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from perfdoctor.collectors.base import CollectorContext, RunOptions  # noqa: E402
-from perfdoctor.collectors.dataloader import DataLoaderProbe  # noqa: E402
-from perfdoctor.collectors.ddp import DdpCollector  # noqa: E402
-from perfdoctor.rundir import RunDir  # noqa: E402
-from perfdoctor.stepclock import StepClock  # noqa: E402
+from perfdoctor.collect.collectors.base import CollectorContext, RunOptions  # noqa: E402
+from perfdoctor.collect.collectors.dataloader import DataLoaderProbe  # noqa: E402
+from perfdoctor.collect.collectors.ddp import DdpCollector  # noqa: E402
+from perfdoctor.collect.stepclock import StepClock  # noqa: E402
+from perfdoctor.collect.writer import StreamWriter  # noqa: E402
+from perfdoctor.stream.rundir import RunDir  # noqa: E402
 from reference_cnn import ReferenceCNN, synthetic_mnist  # noqa: E402
 
 
@@ -36,16 +37,21 @@ class Hooks:
     def __enter__(self) -> "Hooks":
         self.clock = StepClock()
         self.clock.install()
-        context = CollectorContext(rundir=RunDir(self.folder), rank=None, clock=self.clock, options=RunOptions())
+        rundir = RunDir(self.folder)
+        self.writer = StreamWriter(rundir, None)
+        self.writer.stream("steps").add_source(self.clock.drain)
+        context = CollectorContext(rundir=rundir, rank=None, clock=self.clock, options=RunOptions(), writer=self.writer)
         self.collectors = [DataLoaderProbe(), DdpCollector()]
         for collector in self.collectors:
             collector.start(context)
+        self.writer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         for collector in self.collectors:
             collector.stop()
         self.clock.uninstall()
+        self.writer.stop()
 
 
 def block_ms(model, optimizer, loader, steps: int) -> list[float]:

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from perfdoctor.stream.rundir import RunDir
+
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "timed_reference.py"
 
@@ -43,7 +45,7 @@ def main() -> None:
             run_dir = Path(tmp) / f"run{pair}"
             bare = run(Path(tmp), args.steps, False, run_dir)
             instrumented = run(Path(tmp), args.steps, True, run_dir)
-            profiler = json.loads((run_dir / "raw" / "profiler.json").read_text())
+            profiler = RunDir(run_dir).read_raw_file("profiler", None) or {}
             window = set(profiler["profiled_steps"])
             # Outside: after warm-up, away from the window and the step that exports its trace.
             outside = {i for i in range(5, len(bare)) if i not in window and i - 1 not in window}
