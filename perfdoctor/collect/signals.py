@@ -42,8 +42,8 @@ def held_back(hurry: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):  # each signal once, in the order it came
-            signal.raise_signal(signum)
+        for number in dict.fromkeys(received):  # each signal once, in the order it came
+            signal.raise_signal(number)
 
 
 @contextmanager

@@ -329,6 +329,9 @@ class StepClock:
         self.mode = mode
         self._events.append({"mode": mode})
 
+    _step_start: int
+    _dataloader_ns: int
+
     def _reset_step(self, start: int | None) -> None:
         self._step_open = start is not None
         self._step_start = start or 0

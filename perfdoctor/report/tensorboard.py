@@ -54,7 +54,7 @@ class ScalarWriter:
         self._file.close()
 
 
-def step_scalars(chunk: dict[str, Any]) -> list[tuple[int, float, dict[str, float]]]:
+def step_scalars(chunk: dict[str, Any]) -> list[tuple[int, int, dict[str, float]]]:
     """(step, end in ns since the clock's origin, {tag: ms}) for a chunk of the steps stream,
     durations less perfdoctor's own overhead, phases as the analysis splits them."""
     first = int(chunk.get("first", 0))
@@ -66,7 +66,7 @@ def step_scalars(chunk: dict[str, Any]) -> list[tuple[int, float, dict[str, floa
             return int(column[i]) if i < len(column) else 0
 
         duration = max(0, int(end) - at("start_ns") - at("overhead_ns"))
-        known = {phase: min(at(f"{phase}_ns"), duration) for phase in PHASE_NAMES}
+        known: dict[str, float] = {phase: float(min(at(f"{phase}_ns"), duration)) for phase in PHASE_NAMES}
         total = sum(known.values())
         if total > duration and total:
             known = {phase: ns * duration / total for phase, ns in known.items()}

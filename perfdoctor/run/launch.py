@@ -80,11 +80,11 @@ def launch(torchrun_args: list[str], rank_args: list[str], tick: Callable[[], No
             if tick is not None:
                 tick()
             while received:
-                signum = received.pop(0)
+                number = received.pop(0)
                 interrupted = True
-                if signum != signal.SIGINT or not _terminal_sent_it():
+                if number != signal.SIGINT or not _terminal_sent_it():
                     try:
-                        process.send_signal(signum)
+                        process.send_signal(number)
                     except OSError:
                         pass
     finally:

@@ -97,7 +97,7 @@ class Follower:
 
 
 def progress_text(follower: Follower, elapsed_s: float, max_steps: int | None, width: int | None) -> str:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     parts = []
     median = follower.median_step_ms()

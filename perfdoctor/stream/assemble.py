@@ -125,9 +125,9 @@ def gpu(records: list[dict[str, Any]]) -> dict[str, Any]:
                     column.append(value)
         elif "unsupported" in record:
             entry = record["unsupported"]
-            device = devices.get(int(entry["index"]))
-            if device is not None:
-                device["unsupported"] = sorted(set(device["unsupported"]) | set(entry.get("what") or []))
+            known = devices.get(int(entry["index"]))
+            if known is not None:
+                known["unsupported"] = sorted(set(known["unsupported"]) | set(entry.get("what") or []))
         elif "error" in record:
             error = record["error"]
     if not meta and not devices:
@@ -188,7 +188,7 @@ def profiler(records: list[dict[str, Any]]) -> dict[str, Any]:
             out["traces"].append(record["trace"]["path"])
             out["export_s"] = round(out["export_s"] + float(record["trace"].get("export_s") or 0.0), 6)
         elif "export" in record:
-            out["export"] = record["export"]
+            out["export"] = dict(record["export"] or {})
         elif "stood_aside" in record:
             out["stood_aside"] = record["stood_aside"]
         elif "restart" in record:

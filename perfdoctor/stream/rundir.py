@@ -80,11 +80,13 @@ class RunDir:
         """One rank's raw data `name` as one dict, or None if absent or unreadable."""
         found = self.read_stream(name, rank)
         if found is not None:
-            data = assemble.ASSEMBLERS[name](found.records) if name in assemble.ASSEMBLERS else {"records": found.records}
+            data: dict[str, Any] = (
+                assemble.ASSEMBLERS[name](found.records) if name in assemble.ASSEMBLERS else {"records": found.records}
+            )
             if name == "profiler":
                 self._add_unrecorded_traces(data)
             elif name == "run":
-                data["notes"] = data.get("notes", []) + self._stream_notes(rank)
+                data["notes"] = [*(data.get("notes") or []), *self._stream_notes(rank)]
             return data or None
         try:
             data = jsonfile.load(self.raw_path(name, rank))
