@@ -18,7 +18,7 @@ from .ranks import SUMMARY_SCHEMA, merge_ranks, rank_summary
 from .rundata import RunData, RunInfo
 from .steps import WARMUP_STEPS, series_from_raw, step_stats
 
-STATUS_WEIGHT = {"killed": 4, "failed": 3, "interrupted": 2, "stopped": 1, "completed": 0}
+STATUS_WEIGHT = {"failed": 4, "killed": 3, "interrupted": 2, "stopped": 1, "completed": 0}  # a failing rank is the cause of the others being stopped
 
 
 def load_run(root: Path) -> RunData:

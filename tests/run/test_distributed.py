@@ -27,7 +27,7 @@ def test_healthy_job_is_quiet_and_every_rank_is_measured(tmp_path):
     assert report["run"]["ranks"] == 2 and report["ddp"]["ranks_reported"] == 2
     assert loud(report) == []
     for rank in (0, 1):
-        assert (out / "raw" / f"steps.rank{rank}.json").exists()
+        assert (out / "raw" / f"steps.rank{rank}.jsonl").exists()
         assert (out / "raw" / f"summary.rank{rank}.json").exists()
     assert len(list((out / "tb").rglob("rank*.pt.trace.json.gz"))) == 2
     assert [row["rank"] for row in report["ddp"]["ranks"]] == [0, 1]
