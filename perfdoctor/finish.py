@@ -1,97 +1,32 @@
-"""From measurements to reports: analysis, rules, and every renderer, for `run` and `report`."""
+"""Where cli.py and inprocess.py still import the pipeline from: perfdoctor/pipeline.py is the
+module now. Kept only until those files move into issue 10's run/ package (written in parallel):
+the lead points their imports at perfdoctor.pipeline at the merge and deletes this file.
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from .analysis.rundata import RunData
 from .config import Config
-from .errors import PerfdoctorError
-from .rules.base import Finding
+from .model.finding import Finding
+from .model.report import report_to_builtins
+from .pipeline import analyse, default_report_dir, report_paths
+from .pipeline import finish_run as _finish_run
+from .pipeline import write_reports as _write_reports
 from .rundir import RunDir
-from .session import Outcome
+
+__all__ = ["analyse", "default_report_dir", "finish_run", "report_paths", "write_reports"]
 
 
-def analyse(data: RunData, config: Config) -> list[Finding]:
-    from .rules.registry import evaluate
-
-    return evaluate(data, config)
+def finish_run(rundir: RunDir, config: Config, outcome: object = None, quiet: bool = False) -> dict[str, Any] | None:
+    """pipeline.finish_run, with the report as a dict (as tests/test_runner.py reads it)."""
+    report = _finish_run(rundir, config, outcome, quiet)
+    return None if report is None else report_to_builtins(report)
 
 
 def write_reports(data: RunData, findings: list[Finding], out: Path) -> dict[str, Any]:
-    from .report.html import write_report_html
-    from .report.json_report import build_report, write_report_json
-
-    report = build_report(data, findings)
-    out.mkdir(parents=True, exist_ok=True)
-    write_report_json(report, out / "report.json")
-    try:
-        write_report_html(report, out / "report.html")
-    except Exception as error:  # report.json holds everything; the page can be rendered again
-        print(f"perfdoctor: report.html not written ({type(error).__name__}: {error})", file=sys.stderr)
-    return report
-
-
-def finish_run(rundir: RunDir, config: Config, outcome: Outcome, quiet: bool = False) -> dict[str, Any] | None:
-    """After `run`: analyse the raw files, write every report. A failure here is one line."""
-    from .analysis.load import load_run
-    from .report.console import print_summary
-
-    try:
-        data = load_run(rundir.root)
-        findings = analyse(data, config)
-        report = write_reports(data, findings, rundir.root)
-    except PerfdoctorError as error:
-        print(f"perfdoctor: could not write the report: {error}", file=sys.stderr)
-        return None
-    except Exception as error:  # a bug of ours must not change the script's exit status
-        print(
-            f"perfdoctor: internal error while analysing ({type(error).__name__}: {error}); the measurements "
-            f"are kept in {rundir.raw}: `perfdoctor -v report {rundir.root}` shows the traceback",
-            file=sys.stderr,
-        )
-        return None
-    try:
-        from .report.tensorboard import write_scalars
-
-        write_scalars(data, rundir.tb / (data.run.script and Path(data.run.script).stem or data.run.module or "run"))
-    except Exception as error:  # TensorBoard scalars are a bonus; the reports are already written
-        print(f"perfdoctor: TensorBoard scalars not written: {error}", file=sys.stderr)
-    if not quiet:
-        print_summary(report, rundir.root, sys.stderr)
-    return report
-
-
-def report_paths(paths: list[Path], out: Path | None, config: Config, quiet: bool = False) -> dict[str, Any]:
-    """`perfdoctor report`: a run directory, or foreign traces (files or directories of them)."""
-    from .analysis.load import load_run
-    from .report.console import print_summary
-
-    for path in paths:
-        if not path.exists():
-            raise PerfdoctorError(f"no such file or directory: {path}")
-    if len(paths) == 1 and RunDir(paths[0]).is_run():
-        data = load_run(paths[0])
-        target = out or paths[0]
-    else:
-        from .analysis.foreign import load_traces
-
-        data = load_traces(paths)
-        target = out or default_report_dir(paths[0])
-    findings = analyse(data, config)
-    report = write_reports(data, findings, target)
-    if not quiet:
-        print_summary(report, target, sys.stderr, tensorboard=False)
-    return report
-
-
-def default_report_dir(path: Path) -> Path:
-    """Beside the input, never over it: `x.pt.trace.json.gz` -> `x.perfdoctor/`."""
-    if path.is_dir():
-        return path / "perfdoctor-report"
-    name = path.name
-    for suffix in (".gz", ".json", ".trace", ".pt"):
-        name = name[: -len(suffix)] if name.endswith(suffix) else name
-    return path.parent / f"{name or 'trace'}.perfdoctor"
+    """report.json and report.html; the report as the dict report.json holds (what inprocess.py
+    hands to the pytest plugin's users as `run.report`)."""
+    return report_to_builtins(_write_reports(data, findings, out))
