@@ -8,7 +8,7 @@ perfdoctor still reads a newer report of the same schema.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -23,11 +23,13 @@ from .profiler import ProfilerSection
 from .run import RunInfo
 from .steps import StepsSection
 
-SCHEMA = "perfdoctor.report/1"
+SCHEMA: Literal["perfdoctor.report/1"] = "perfdoctor.report/1"
 
 
 class Report(msgspec.Struct, kw_only=True):
-    schema: str = SCHEMA
+    """One run: what ran, where its time went, what was measured, and the advice it earned."""
+
+    schema: Literal["perfdoctor.report/1"] = SCHEMA
     run: RunInfo
     environment: Environment
     steps: StepsSection
@@ -71,5 +73,22 @@ def report_to_builtins(report: Report) -> dict[str, Any]:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of report.json (committed as docs/report.schema.json)."""
-    schema: dict[str, Any] = msgspec.json.schema(Report)
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": SCHEMA,
+        **msgspec.json.schema(Report),
+    }
     return schema
+
+
+def json_schema_text() -> str:
+    """docs/report.schema.json, exactly: `python -m perfdoctor.model.report > docs/report.schema.json`."""
+    import json
+
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(json_schema_text())

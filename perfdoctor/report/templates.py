@@ -8,7 +8,9 @@ import functools
 import hashlib
 from typing import TYPE_CHECKING
 
-from . import charts, formatting as f
+from ..model.steps import PHASES
+from . import charts
+from . import formatting as f
 
 if TYPE_CHECKING:
     import jinja2
@@ -51,7 +53,7 @@ def environment() -> jinja2.Environment:
         sparkline=charts.sparkline,
     )
     env.tests.update(scalar=f.is_scalar, record_list=f.is_record_list, number_series=f.is_number_series, finite=charts.finite)
-    env.globals.update(phase_color=charts.phase_color, PHASES=charts.PHASES)
+    env.globals.update(phase_color=charts.phase_color, PHASES=PHASES)
     return env
 
 
