@@ -1,8 +1,6 @@
-import numpy as np
 import pytest
 
 from perfdoctor.analysis.steps import series_from_raw, step_stats
-from perfdoctor.model.numbers import percentile
 
 MS = 1_000_000
 
@@ -62,9 +60,3 @@ def test_few_steps_use_them_all():
 def test_no_steps_gives_no_statistics():
     stats = step_stats(series_from_raw({"start_ns": [], "end_ns": []}, []))
     assert stats.count == 0 and stats.mean_ms is None and stats.breakdown is None
-
-
-def test_percentile_matches_numpy():
-    values = sorted([3.0, 1.0, 7.5, 2.2, 9.9, 4.4, 0.5])
-    for q in (0, 0.25, 0.5, 0.9, 0.95, 1):
-        assert percentile(values, q) == pytest.approx(np.percentile(values, q * 100))
