@@ -71,6 +71,9 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | No
         return f"raw/{rundir.raw_path(name, rank).name}"
 
     notes: list[str] = []
+    status = run_raw.get("status")
+    if status is not None and status not in STATUS_WEIGHT:
+        notes.append(f"{where('run')} gives the run's status as {status!r}, which this perfdoctor does not know: reported as failed.")
     settings = raw("settings")
     profiler = typed(ProfilerSection, raw("profiler"), where("profiler"), notes) if raw("profiler") else None
     steps_raw = raw("steps")

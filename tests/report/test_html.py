@@ -591,3 +591,14 @@ def test_a_gpu_section_without_a_trace_or_mfu_says_so():
     assert "Tesla V100-SXM2-32GB" in gpu and "MFU n/a" in gpu
     assert "Where the device's time goes" not in gpu
     assert_no_none_or_nan(html)
+
+
+def test_templates_come_from_the_package_through_one_environment():
+    import jinja2
+
+    from perfdoctor.report import templates
+
+    environment = templates.environment()
+    assert environment is templates.environment()  # built once
+    assert isinstance(environment.loader, jinja2.PackageLoader) and environment.autoescape is True
+    assert Path(environment.get_template("report.html.j2").filename).parent == Path(templates.__file__).parents[1] / "templates"

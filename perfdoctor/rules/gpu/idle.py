@@ -96,7 +96,7 @@ class GpuLowUtilization(Rule):
             saving=share,
             advice=(
                 "The GPU waits in gaps of a millisecond or more while the host does other work (or, for "
-                f"'other idle', while queued work waits on another stream or an event). Host work during those gaps: "
+                "'other idle', while queued work waits on another stream or an event). Host work during those gaps: "
                 + (", ".join(f"{op.op} ({op.ms_per_step:.1f} ms/step)" for op in stall_ops[:3]) or "not recorded")
                 + ". Move that work off the training thread (into DataLoader workers, or run it every N steps), or "
                 "onto the GPU; open the trace to see what fills the gaps."

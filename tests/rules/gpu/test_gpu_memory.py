@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from gpu_runs import GIB, check, gpu_run
 from perfdoctor.rules.gpu.memory import GpuMemoryNearLimit
 
