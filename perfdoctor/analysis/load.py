@@ -19,7 +19,7 @@ from ..model.ddp import SUMMARY_SCHEMA, DdpRecord, RankSummary
 from ..model.environment import Environment
 from ..model.gpu import OptimizerConfig
 from ..model.profiler import ProfilerSection
-from ..model.run import STATUS_WEIGHT, RunError, RunInfo
+from ..model.run import RunError, RunInfo, status_of, worse
 from ..rundir import RunDir
 from .dataloader import summarize_loaders
 from .host import summarize_host
@@ -72,7 +72,7 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | No
 
     notes: list[str] = []
     status = run_raw.get("status")
-    if status is not None and status not in STATUS_WEIGHT:
+    if status is not None and status_of(status) is None:
         notes.append(f"{where('run')} gives the run's status as {status!r}, which this perfdoctor does not know: reported as failed.")
     settings = raw("settings")
     profiler = typed(ProfilerSection, raw("profiler"), where("profiler"), notes) if raw("profiler") else None
@@ -121,9 +121,9 @@ def _summary(rundir: RunDir, rank: int | None, loaded: tuple[RunData, DdpRecord 
 
 def _job_outcome(data: RunData, summaries: list[RankSummary]) -> None:
     """The job ended as badly as its worst rank; say which ranks are missing."""
-    worst = max(summaries, key=lambda s: STATUS_WEIGHT.get(s.status, 0), default=None)
-    if worst and STATUS_WEIGHT.get(worst.status, 0) > STATUS_WEIGHT.get(data.run.status, 0):
-        data.run.status = worst.status  # type: ignore[assignment]  # a status of STATUS_WEIGHT
+    worst = next((s for s in summaries if not any(worse(other.status, s.status) for other in summaries)), None)
+    if worst and worse(worst.status, data.run.status):
+        data.run.status = worst.status
         data.notes.append(f"Rank {worst.rank} ended {worst.status} (exit status {worst.exit_code}).")
     expected = data.run.ranks
     if expected > len(summaries):
@@ -135,13 +135,12 @@ def _job_outcome(data: RunData, summaries: list[RankSummary]) -> None:
 
 def _run_info(raw: dict[str, Any]) -> RunInfo:
     error = raw.get("error")
-    status = str(raw.get("status") or "completed")
     return RunInfo(
         script=raw.get("script"),
         module=raw.get("module"),
         argv=[str(a) for a in raw.get("argv") or []],
         exit_code=raw.get("exit_code"),
-        status=status if status in STATUS_WEIGHT else "failed",  # type: ignore[arg-type]
+        status=status_of(raw.get("status") or "completed") or "failed",  # an unknown status is noted in load_rank
         started=raw.get("started"),
         duration_s=raw.get("duration_s"),
         ranks=int(raw.get("world_size") or 1),

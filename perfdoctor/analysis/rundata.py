@@ -10,7 +10,7 @@ fractions (0..1) unless a name says otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..model.dataloader import EpochStats
 from ..model.ddp import DdpSection, TraceComm
@@ -37,7 +37,7 @@ class StepSeries:
     other_parts_ms: dict[str, list[float]] = field(default_factory=lambda: {part: [] for part in OTHER_PARTS})
     batches: list[int] = field(default_factory=list)
     profiled: list[bool] = field(default_factory=list)
-    mode: str | None = None  # "optimizer", "batch", "trace", or None (no step seen)
+    mode: Literal["optimizer", "batch", "trace"] | None = None  # None: no step seen
 
     def __len__(self) -> int:
         return len(self.duration_ms)

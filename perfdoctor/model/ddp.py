@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .run import Status
 from .steps import PhaseValues
 
 SUMMARY_SCHEMA = "perfdoctor.rank-summary/1"
@@ -67,7 +68,7 @@ class RankSummary(msgspec.Struct, kw_only=True):
     schema: str = SUMMARY_SCHEMA
     rank: int | None
     node: str | None
-    status: str
+    status: Status
     exit_code: int | None
     steps: int
     step_p50_ms: float | None
@@ -93,7 +94,7 @@ class RankSummary(msgspec.Struct, kw_only=True):
 class RankRow(msgspec.Struct, kw_only=True):
     rank: int | None
     node: str | None
-    status: str | None
+    status: Status | None
     steps: int | None
     step_p50_ms: float | None
     local_p50_ms: float | None

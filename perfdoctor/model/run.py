@@ -7,7 +7,17 @@ from typing import Literal
 import msgspec
 
 Status = Literal["completed", "failed", "interrupted", "stopped"]
-STATUS_WEIGHT: dict[str, int] = {"failed": 3, "interrupted": 2, "stopped": 1, "completed": 0}  # worst first
+STATUSES: tuple[Status, ...] = ("failed", "interrupted", "stopped", "completed")  # worst first
+
+
+def status_of(value: object) -> Status | None:
+    """The status `value` names, or None when it names none."""
+    return next((status for status in STATUSES if status == value), None)
+
+
+def worse(a: Status, b: Status) -> bool:
+    """Whether a run that ended `a` ended worse than one that ended `b`."""
+    return STATUSES.index(a) < STATUSES.index(b)
 
 
 class RunError(msgspec.Struct, kw_only=True):

@@ -38,7 +38,7 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
             profiled=steps.profiled,
             measured=steps.measured,
             excluded=steps.excluded,
-            mode=data.series.mode,  # type: ignore[arg-type]  # the step clock's modes, or "trace"
+            mode=data.series.mode,
             source=steps.source,
             time_ms=None
             if steps.mean_ms is None

@@ -56,7 +56,7 @@ def nvml_device(nvml: NvmlSummary | None, device: GpuDevice) -> NvmlDevice | Non
     return next((d for d in sampled if d.index == device.index), sampled[0] if sampled else None)
 
 
-def memory(environment: Environment, nvml: NvmlSummary | None, device: GpuDevice) -> GpuMemory:
+def device_memory(environment: Environment, nvml: NvmlSummary | None, device: GpuDevice) -> GpuMemory:
     cuda = environment.cuda
     peaks = {p.index: p for p in (cuda.memory_peaks if cuda else None) or []}
     torch_peak = peaks.get(device.index) or (next(iter(peaks.values())) if len(peaks) == 1 else None)

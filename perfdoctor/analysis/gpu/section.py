@@ -22,7 +22,7 @@ from ...trace import Trace
 from ...trace.categories import Category
 from ...trace.gpu import GpuStepStats, devices, gpu_steps, sync_call_mask
 from ...trace.steps import step_of_events, step_windows
-from . import device as devices_
+from .device import complete_from_settings, device_memory, nvml_device, settings_device, trace_device
 from .convolution import conv_shapes
 from .idle import idle_split, stall_ops
 from .kernels import kernel_classes
@@ -122,7 +122,7 @@ def trace_gpu(trace: Trace) -> TraceGpu | None:
         pageable_bytes=round(mean([s.pageable_bytes for s in steps])),
     )
     section = GpuSection(
-        device=devices_.trace_device(trace, device),
+        device=trace_device(trace, device),
         utilization=round(min(1.0, sum(s.kernel_ns for s in steps) / max(1, total_ns + lag_ns)), 4),
         utilization_source="trace",
         peak_memory_bytes=None,
@@ -181,7 +181,7 @@ def gpu_section(
         section, flops = from_trace.section, from_trace.flops
     else:
         flops = None
-        listed = devices_.settings_device(environment, None)
+        listed = settings_device(environment, None)
         section = GpuSection(
             device=GpuDevice(
                 index=listed.index if listed else None,
@@ -197,13 +197,13 @@ def gpu_section(
             nvml=None,
             mfu=None,
         )
-    device = devices_.complete_from_settings(section.device, environment)
+    device = complete_from_settings(section.device, environment)
     if section.utilization is None and nvml_summary is not None and nvml_summary.sampled():
-        sampled = devices_.nvml_device(nvml_summary, device)
+        sampled = nvml_device(nvml_summary, device)
         if sampled is not None and sampled.utilization_mean_percent is not None:
             section.utilization = round(sampled.utilization_mean_percent / 100, 4)
             section.utilization_source = "nvml"
-    section.memory = devices_.memory(environment, nvml_summary, device)
+    section.memory = device_memory(environment, nvml_summary, device)
     section.peak_memory_bytes = section.memory.torch_peak_reserved_bytes or section.memory.nvml_process_peak_bytes
     section.nvml = nvml_summary
     section.optimizers = [o for o in optimizers or [] if "cuda" in o.devices] or None
