@@ -12,6 +12,7 @@ The section is None for a run that never used a GPU. Its shape is documented in 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,8 +79,8 @@ def trace_gpu(trace: Trace) -> TraceGpu | None:
     durations = np.array([s.kernel_sum_ns for s in steps])
     kernel_index = np.flatnonzero(kernels & (step >= 0))
 
-    def mean(values: object) -> float:
-        return float(np.mean(values)) if n else 0.0  # type: ignore[call-overload]
+    def mean(values: Sequence[float] | np.ndarray) -> float:
+        return float(np.mean(values)) if n else 0.0
 
     total_ns = sum(s.step.duration_ns for s in steps)
     # When the device runs behind the host, the last step's work ends after its window: count
