@@ -123,7 +123,7 @@ class ReportCommand(Command):
         parser.add_argument("-q", "--quiet", action="store_true", help="no console summary")
 
     def run(self, args: argparse.Namespace) -> int:
-        from .finish import report_paths
+        from .pipeline import report_paths
 
         config = _load_config(args.config, Path.cwd())
         report_paths(args.paths, args.out, config, quiet=args.quiet)

@@ -58,7 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @dataclass
 class PerfRun:
-    """One run the fixture made: its report (report.json as a dict) and where it is."""
+    """One run the fixture made: its report (report.json as a dict) and where it is. The budgets
+    are checked on the report.json file itself, decoded into the typed report."""
 
     report: dict[str, Any]
     path: Path  # report.json
@@ -167,7 +168,7 @@ def pytest_runtest_call(item: pytest.Item) -> None:
         return
     from .errors import PerfdoctorError
     from .gate.budgets import Budgets, check_budgets
-    from .gate.reportfile import LoadedReport, validate_report
+    from .gate.reportfile import load_report
 
     # pytest.fail is called outside the except blocks: the message alone, no chained traceback.
     problem = f"{MARKER} takes keyword arguments only, e.g. {MARKER}(step_time_ms=120)" if marker.args else None
@@ -178,15 +179,16 @@ def pytest_runtest_call(item: pytest.Item) -> None:
         except (TypeError, PerfdoctorError) as error:
             problem = f"{MARKER}: {error}"
     runner = item.stash.get(_RUNS_KEY, None)
-    if problem is None and (runner is None or not runner.runs):
+    runs = runner.runs if runner is not None else []
+    if problem is None and not runs:
         problem = f"{MARKER}: the test made no perfdoctor run to check (use the perfdoctor_run fixture)"
     if problem is not None:
         pytest.fail(problem, pytrace=False)
     broken: list[str] = []
-    for run in runner.runs:
+    for run in runs:
         item.user_properties.append(("perfdoctor_report", str(run.path)))
-        try:
-            results = check_budgets(LoadedReport(run.path, validate_report(run.report, run.path)), budgets)
+        try:  # the report.json the run wrote, decoded as `perfdoctor check` decodes it
+            results = check_budgets(load_report(run.path), budgets)
         except PerfdoctorError as error:
             problem = f"{MARKER}: {error}"
             break
@@ -194,5 +196,5 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     if problem is not None:
         pytest.fail(problem, pytrace=False)
     if broken:
-        reports = ", ".join(str(run.path) for run in runner.runs)
+        reports = ", ".join(str(run.path) for run in runs)
         pytest.fail(f"{MARKER} broken:\n" + "\n".join(broken) + f"\nreport: {reports}", pytrace=False)

@@ -1,4 +1,5 @@
-"""Shared test helpers: RunData built from chosen numbers, and paths to shared data."""
+"""Shared test helpers: RunData built from chosen numbers (typed sections, the same classes the
+analysis builds), and paths to shared data."""
 
 from __future__ import annotations
 
@@ -10,17 +11,13 @@ from typing import Any
 
 import pytest
 
-from perfdoctor.analysis.rundata import (
-    PHASES,
-    EpochStats,
-    HostSummary,
-    LoaderSummary,
-    RunData,
-    RunInfo,
-    StepSeries,
-    StepStats,
-    TraceSummary,
-)
+from perfdoctor.analysis.dataloader import cores_saturated
+from perfdoctor.analysis.rundata import LoaderSummary, RunData, StepSeries, StepStats, TraceSummary
+from perfdoctor.model.dataloader import EpochStats
+from perfdoctor.model.environment import CpuInfo, Environment, Threads
+from perfdoctor.model.host import HostSummary
+from perfdoctor.model.run import RunInfo
+from perfdoctor.model.steps import PHASES, OtherParts, PhaseValues
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TRACES = REPO.parent / "shared" / "traces"
@@ -48,6 +45,7 @@ def make_loader(
         wait_p95_ms=wait_total_ms / max(1, batches),
         epochs=epochs or [EpochStats(first_batch_ms=1.0, iter_ms=0.1, batches=batches, wait_ms=wait_total_ms, end_ms=0.1)],
         cores_busy_in_waits=cores_busy,
+        cores_saturated=cores_saturated(cores_busy),
     )
 
 
@@ -60,13 +58,21 @@ def make_host(children_cpu: float = 0.0, system_cpu: float = 50.0, cores: int = 
     )
 
 
+def make_environment(**blocks: Any) -> Environment:
+    """A two-core machine running two intra-op threads; `blocks` replace or add blocks."""
+    environment = Environment(cpu=CpuInfo(usable_cores=2, logical_cores=2), threads=Threads(intra_op=2, inter_op=2), env={})
+    for name, block in blocks.items():
+        setattr(environment, name, block)
+    return environment
+
+
 def make_run(
     breakdown: dict[str, float] | None = None,
     step_ms: float = 20.0,
     steps: int = 100,
     loaders: list[LoaderSummary] | None = None,
     host: HostSummary | None = None,
-    environment: dict[str, Any] | None = None,
+    environment: Environment | None = None,
     trace: TraceSummary | None = None,
     other_parts: dict[str, float] | None = None,
 ) -> RunData:
@@ -82,13 +88,12 @@ def make_run(
     series.profiled = [False] * steps
     stats = StepStats(
         count=steps, profiled=0, measured=steps - 1, mean_ms=step_ms, p50_ms=step_ms, p95_ms=step_ms,
-        min_ms=step_ms, max_ms=step_ms, breakdown=dict(breakdown),
-        breakdown_ms={phase: share * step_ms for phase, share in breakdown.items()}, other_parts=dict(parts),
+        min_ms=step_ms, max_ms=step_ms, breakdown=PhaseValues.from_dict(breakdown),
+        breakdown_ms=PhaseValues.from_dict({phase: share * step_ms for phase, share in breakdown.items()}),
+        other_parts=OtherParts(**parts),
     )
-    env = {"cpu": {"usable_cores": 2, "logical_cores": 2}, "threads": {"intra_op": 2, "inter_op": 2}, "env": {}}
-    env.update(environment or {})
     return RunData(
-        run=RunInfo(script="train.py"), environment=env, steps=stats, series=series,
+        run=RunInfo(script="train.py"), environment=environment or make_environment(), steps=stats, series=series,
         dataloaders=loaders if loaders is not None else [make_loader(wait_total_ms=breakdown["dataloader"] * step_ms * steps)],
         host=host or make_host(), trace=trace,
     )

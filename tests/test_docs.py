@@ -26,6 +26,21 @@ def test_every_rule_and_threshold_is_documented_with_its_default():
             assert float(row.group(1)) == float(default), (rule.id, field.name, row.group(1), default)
 
 
+def test_no_threshold_is_documented_that_a_rule_does_not_have():
+    for rule in builtin_rules():
+        documented = set(re.findall(r"^\| `(\w+)` \| [^|]+ \|", section(rule.id), re.M))
+        assert documented == {field.name for field in dataclasses.fields(rule.Thresholds())}, rule.id
+
+
+AREAS = {"data loading": "Data loading", "cpu": "CPU", "distributed": "Distributed", "gpu": "GPU"}
+
+
+def test_every_rule_is_documented_under_its_area():
+    for rule in builtin_rules():
+        heading = FINDINGS[: FINDINGS.index(f"### `{rule.id}`")].rsplit("\n## ", 1)[1].split("\n", 1)[0]
+        assert heading == AREAS[rule.area], (rule.id, rule.area, heading)
+
+
 def test_the_readme_lists_every_rule():
     readme = (REPO / "README.md").read_text()
     for rule in builtin_rules():

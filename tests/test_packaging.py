@@ -40,6 +40,9 @@ def test_wheel_ships_the_templates_and_renders_a_report(tmp_path):
     program = (
         "import sys; sys.path.insert(0, sys.argv[1]); import perfdoctor, perfdoctor.cli;"
         "assert perfdoctor.__file__.startswith(sys.argv[1]), perfdoctor.__file__;"
+        # every subpackage shipped: the rules are found by walking the package, the GPU analysis imported lazily
+        "import perfdoctor.analysis.gpu, perfdoctor.rules.registry as r;"
+        "assert len(r.builtin_rules()) == 23, [x.id for x in r.builtin_rules()];"
         "sys.exit(perfdoctor.cli.main(['report', '-q', sys.argv[2]]))"
     )
     result = subprocess.run([sys.executable, "-I", "-c", program, str(target), str(run)], cwd=elsewhere, capture_output=True, text=True)

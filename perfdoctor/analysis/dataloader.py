@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model.numbers import percentile
 from .rundata import EpochStats, LoaderSummary
-from .steps import percentile
 
 MIN_TICKS = 20  # fewer clock ticks (1/100 s each, all cores) than this say nothing about busy cores
+# The waits count as "cores saturated" when all cores were at least this busy while the long
+# waits ran: more workers would only compete for the same cores. The one threshold for it.
+SATURATED_CORES_SHARE = 0.90
+
+
+def cores_saturated(cores_busy_in_waits: float | None) -> bool:
+    """Whether every core was busy while the step waited on a loader (the data-loading rules'
+    shared fact: more workers help only when it is false)."""
+    return cores_busy_in_waits is not None and cores_busy_in_waits >= SATURATED_CORES_SHARE
 
 
 def summarize_loaders(raw: dict[str, Any]) -> list[LoaderSummary]:
-    loaders = []
+    loaders: list[LoaderSummary] = []
     for entry in raw.get("loaders") or []:
         in_order = [int(ns) / 1e6 for ns in entry.get("batch_wait_ns") or []]
         waits = sorted(in_order)
@@ -32,6 +41,7 @@ def summarize_loaders(raw: dict[str, Any]) -> list[LoaderSummary]:
             index += epoch.batches
         ticks = entry.get("cpu_in_long_waits") or {}
         total_ticks = ticks.get("total_ticks") or 0
+        busy = (ticks.get("busy_ticks") or 0) / total_ticks if total_ticks >= MIN_TICKS else None
         loaders.append(
             LoaderSummary(
                 loader_id=int(entry.get("id", len(loaders))),
@@ -44,7 +54,8 @@ def summarize_loaders(raw: dict[str, Any]) -> list[LoaderSummary]:
                 wait_p95_ms=percentile(waits, 0.95) if waits else None,
                 epochs=epochs,
                 ready_wait_ms=(entry.get("ready_wait_ns") or 0) / 1e6,
-                cores_busy_in_waits=(ticks.get("busy_ticks") or 0) / total_ticks if total_ticks >= MIN_TICKS else None,
+                cores_busy_in_waits=busy,
+                cores_saturated=cores_saturated(busy),
             )
         )
     return loaders

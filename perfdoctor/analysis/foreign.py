@@ -7,11 +7,17 @@ distributed run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import PerfdoctorError
-from .rundata import PHASES, RunData, RunInfo, StepSeries, TraceSummary
+from ..model.environment import Cuda, CudaDevice, DistributedInfo, Environment, compute_capability
+from ..model.run import RunInfo
+from ..model.steps import PHASES
+from .rundata import RunData, StepSeries, TraceSummary
 from .steps import step_stats
+
+if TYPE_CHECKING:
+    from ..trace import Trace
 
 TRACE_SUFFIXES = (".json", ".json.gz")
 
@@ -34,7 +40,7 @@ def load_traces(paths: list[Path]) -> RunData:
     from ..trace import TraceError, read_trace
 
     files = trace_files(paths)
-    loaded: list[tuple[Path, Any]] = []
+    loaded: list[tuple[Path, Trace]] = []
     unreadable: list[str] = []
     for path in files:
         try:
@@ -53,20 +59,19 @@ def load_traces(paths: list[Path]) -> RunData:
         from .ranks import merge_ranks, rank_summary
 
         summaries = [rank_summary(rank_data, None, rank, None) for rank, rank_data in per_rank]
-        world = max((trace.metadata.distributed_info or {}).get("world_size") or 0 for _, _, trace in ranked)
+        world = max(trace.metadata.world_size or 0 for _, _, trace in ranked)
         data.ddp = merge_ranks(summaries, world or len(per_rank))
         data.run.ranks = world or len(per_rank)
         data.notes.append(f"{len(per_rank)} traces read, one per rank; the sections above show rank {per_rank[0][0]}.")
     return data
 
 
-def rank_of(trace: Any, fallback: int) -> int:
-    info = trace.metadata.distributed_info or {}
-    rank = info.get("rank")
-    return int(rank) if isinstance(rank, int) else fallback
+def rank_of(trace: Trace, fallback: int) -> int:
+    rank = trace.metadata.rank
+    return rank if rank is not None else fallback
 
 
-def data_from_trace(path: Path, trace: Any) -> RunData:
+def data_from_trace(path: Path, trace: Trace) -> RunData:
     from ..trace.steps import step_windows
     from .trace_summary import step_breakdowns, summarize_trace
 
@@ -103,23 +108,22 @@ def data_from_trace(path: Path, trace: Any) -> RunData:
     )
 
 
-def environment_from_trace(trace: Any) -> dict[str, Any]:
+def environment_from_trace(trace: Trace) -> Environment:
     metadata = trace.metadata
-    environment: dict[str, Any] = {}
+    environment = Environment()
     if metadata.device_properties:
-        environment["cuda"] = {
-            "available": True,
-            "devices": [
-                {
-                    "index": device.get("id"),
-                    "name": device.get("name"),
-                    "capability": [device.get("computeMajor"), device.get("computeMinor")],
-                    "total_memory_bytes": device.get("totalGlobalMem"),
-                }
+        environment.cuda = Cuda(
+            available=True,
+            devices=[
+                CudaDevice(
+                    index=device.get("id"),
+                    name=device.get("name"),
+                    capability=compute_capability(device.get("computeMajor"), device.get("computeMinor")),
+                    total_memory_bytes=device.get("totalGlobalMem"),
+                )
                 for device in metadata.device_properties
             ],
-        }
+        )
     if metadata.distributed_info:
-        info = metadata.distributed_info
-        environment["distributed"] = {key: info.get(key) for key in ("backend", "rank", "world_size") if key in info}
+        environment.distributed = DistributedInfo(rank=metadata.rank, world_size=metadata.world_size, backend=metadata.backend)
     return environment

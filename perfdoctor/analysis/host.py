@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rundata import HostSummary
-from .steps import percentile
+from ..model.host import HostSummary, HostTimeline
+from ..model.numbers import percentile
 
 CORE_BUSY_PERCENT = 90.0  # a core at or above this in a sample counts as busy
 
@@ -56,11 +56,11 @@ def summarize_host(raw: dict[str, Any], affinity: list[int] | None, first_steady
         children_rss_peak_bytes=int(max(children_rss)) if children_rss else None,
         threads_max=int(max(threads)) if threads else None,
         involuntary_switches_per_s=(switches[-1] - switches[0]) / span_s if len(switches) > 1 and span_s > 0 else None,
-        timeline={
-            "t_s": [times[i] / 1e9 for i in range(0, len(times), stride)],
-            "system_cpu": [samples["system_cpu"][i] for i in range(0, len(times), stride)],
-            "process_cpu": [samples["process_cpu"][i] for i in range(0, len(times), stride)],
-            "children_cpu": [samples["children_cpu"][i] for i in range(0, len(times), stride)],
-            "rss_mb": [samples["rss"][i] / 2**20 for i in range(0, len(times), stride)],
-        },
+        timeline=HostTimeline(
+            t_s=[times[i] / 1e9 for i in range(0, len(times), stride)],
+            system_cpu=[samples["system_cpu"][i] for i in range(0, len(times), stride)],
+            process_cpu=[samples["process_cpu"][i] for i in range(0, len(times), stride)],
+            children_cpu=[samples["children_cpu"][i] for i in range(0, len(times), stride)],
+            rss_mb=[samples["rss"][i] / 2**20 for i in range(0, len(times), stride)],
+        ),
     )

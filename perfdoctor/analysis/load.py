@@ -1,24 +1,46 @@
 """Build RunData from a run directory's raw files and traces, nothing else.
 
-A distributed run is read as its first rank's data, plus the job-wide `ddp` section merged from
-every rank's compact summary (see `ranks.py`).
+Raw files are read as the collectors wrote them (dicts, through `RunDir`) and turned into the
+typed model here, at the edge: a raw file of the wrong shape costs its own section and a note
+saying why, never the report. A distributed run is read as its first rank's data, plus the
+job-wide `ddp` section merged from every rank's compact summary (see `ranks.py`).
 """
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
 
 from ..errors import PerfdoctorError
+from ..model.ddp import SUMMARY_SCHEMA, DdpRecord, RankSummary
+from ..model.environment import Environment
+from ..model.gpu import OptimizerConfig
+from ..model.profiler import ProfilerSection
+from ..model.run import RunError, RunInfo, status_of, worse
 from ..stream.rundir import RunDir
 from .dataloader import summarize_loaders
 from .host import summarize_host
-from .ranks import SUMMARY_SCHEMA, merge_ranks, rank_summary
-from .rundata import RunData, RunInfo
+from .ranks import merge_ranks, rank_summary
+from .rundata import RunData
 from .steps import WARMUP_STEPS, series_from_raw, step_stats
 
-STATUS_WEIGHT = {"failed": 4, "killed": 3, "interrupted": 2, "stopped": 1, "completed": 0}  # a failing rank is the cause of the others being stopped
+if TYPE_CHECKING:
+    from ..trace import Trace
+
+T = TypeVar("T")
+ENVIRONMENT_KEYS = ("versions", "cpu", "threads", "memory", "backends", "autograd", "cuda", "env", "thread_probe")
+
+
+def typed(kind: type[T], raw: Any, where: str, notes: list[str]) -> T | None:
+    """`raw` (a raw file, or part of one) as `kind`; None, and a note, when it has another shape."""
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as error:
+        notes.append(f"{where} is not in the shape this perfdoctor reads ({error}); it is left out of the report.")
+        return None
 
 
 def load_run(root: Path) -> RunData:
@@ -29,14 +51,14 @@ def load_run(root: Path) -> RunData:
     data, ddp_raw = load_rank(rundir, ranks[0])
     distributed = ranks != [None]
     if distributed or ddp_raw:
-        summaries = [_summary(rundir, rank, (data, ddp_raw) if rank == ranks[0] else None) for rank in ranks]
-        summaries = [summary for summary in summaries if summary]
+        loaded = [_summary(rundir, rank, (data, ddp_raw) if rank == ranks[0] else None) for rank in ranks]
+        summaries = [summary for summary in loaded if summary is not None]
         data.ddp = merge_ranks(summaries, data.run.ranks if distributed else 1)
         _job_outcome(data, summaries)
     return data
 
 
-def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, dict[str, Any] | None]:
+def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | None]:
     """One rank's RunData (its own steps, DataLoader, host, trace) and its raw DDP record."""
     run_raw = rundir.read_raw_file("run", rank)
     if run_raw is None:
@@ -45,36 +67,51 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, dict[str, Any]
     def raw(name: str) -> dict[str, Any]:
         return rundir.read_raw_file(name, rank) or {}
 
+    def where(name: str) -> str:
+        return f"raw/{rundir.raw_path(name, rank).name}"
+
+    notes: list[str] = []
+    status = run_raw.get("status")
+    if status is not None and status_of(status) is None:
+        notes.append(f"{where('run')} gives the run's status as {status!r}, which this perfdoctor does not know: reported as failed.")
     settings = raw("settings")
-    profiler = raw("profiler") or None
-    series = series_from_raw(raw("steps"), (profiler or {}).get("profiled_steps") or [])
+    profiler = typed(ProfilerSection, raw("profiler"), where("profiler"), notes) if raw("profiler") else None
+    steps_raw = raw("steps")
+    series = series_from_raw(steps_raw, profiler.profiled_steps if profiler else [])
+    environment = environment_from_settings(settings, where("settings"), notes)
     data = RunData(
         run=_run_info(run_raw),
-        environment=environment_from_settings(settings),
+        environment=environment,
         steps=step_stats(series),
         series=series,
         dataloaders=summarize_loaders(raw("dataloader")),
-        host=summarize_host(raw("host"), (settings.get("cpu") or {}).get("affinity"), WARMUP_STEPS),
+        host=summarize_host(raw("host"), environment.cpu.affinity if environment.cpu else None, WARMUP_STEPS),
         profiler=profiler,
+        notes=notes,
     )
     trace = _add_trace(data, rundir, profiler, rank)
-    _add_gpu(data, trace, raw("gpu"), raw("steps").get("optimizers"))
+    optimizers = typed(list[OptimizerConfig], steps_raw.get("optimizers") or [], where("steps") + " optimizers", notes)
+    _add_gpu(data, trace, raw("gpu"), optimizers)
     _add_notes(data, run_raw, profiler)
-    return data, rundir.read_raw_file("ddp", rank)
+    ddp_raw = rundir.read_raw_file("ddp", rank)
+    return data, typed(DdpRecord, ddp_raw, where("ddp"), data.notes) if ddp_raw else None
 
 
-def write_rank_summary(rundir: RunDir, rank: int | None) -> dict[str, Any]:
+def write_rank_summary(rundir: RunDir, rank: int | None) -> RankSummary:
     """Where a rank ran: summarise it (its trace included) for the merge."""
     data, ddp_raw = load_rank(rundir, rank)
     summary = rank_summary(data, ddp_raw, rank, socket.gethostname())
-    rundir.write_raw("summary", rank, summary)
+    rundir.write_raw("summary", rank, msgspec.to_builtins(summary))
     return summary
 
 
-def _summary(rundir: RunDir, rank: int | None, loaded: tuple[RunData, Any] | None) -> dict[str, Any] | None:
+def _summary(rundir: RunDir, rank: int | None, loaded: tuple[RunData, DdpRecord | None] | None) -> RankSummary | None:
     existing = rundir.read_raw_file("summary", rank)
     if existing and existing.get("schema") == SUMMARY_SCHEMA:
-        return existing
+        try:
+            return msgspec.convert(existing, RankSummary)
+        except msgspec.ValidationError:
+            pass  # written by another version: summarise the rank again from its raw files
     try:
         data, ddp_raw = loaded or load_rank(rundir, rank)
     except PerfdoctorError:
@@ -82,12 +119,12 @@ def _summary(rundir: RunDir, rank: int | None, loaded: tuple[RunData, Any] | Non
     return rank_summary(data, ddp_raw, rank, None)
 
 
-def _job_outcome(data: RunData, summaries: list[dict[str, Any]]) -> None:
+def _job_outcome(data: RunData, summaries: list[RankSummary]) -> None:
     """The job ended as badly as its worst rank; say which ranks are missing."""
-    worst = max(summaries, key=lambda s: STATUS_WEIGHT.get(str(s.get("status")), 0), default=None)
-    if worst and STATUS_WEIGHT.get(str(worst.get("status")), 0) > STATUS_WEIGHT.get(data.run.status, 0):
-        data.run.status = str(worst["status"])
-        data.notes.append(f"Rank {worst.get('rank')} ended {worst['status']} (exit status {worst.get('exit_code')}).")
+    worst = next((s for s in summaries if not any(worse(other.status, s.status) for other in summaries)), None)
+    if worst and worse(worst.status, data.run.status):
+        data.run.status = worst.status
+        data.notes.append(f"Rank {worst.rank} ended {worst.status} (exit status {worst.exit_code}).")
     expected = data.run.ranks
     if expected > len(summaries):
         data.notes.append(
@@ -97,33 +134,38 @@ def _job_outcome(data: RunData, summaries: list[dict[str, Any]]) -> None:
 
 
 def _run_info(raw: dict[str, Any]) -> RunInfo:
+    error = raw.get("error")
     return RunInfo(
         script=raw.get("script"),
         module=raw.get("module"),
         argv=[str(a) for a in raw.get("argv") or []],
         exit_code=raw.get("exit_code"),
-        status=str(raw.get("status") or "completed"),
+        status=status_of(raw.get("status") or "completed") or "failed",  # an unknown status is noted in load_rank
         started=raw.get("started"),
         duration_s=raw.get("duration_s"),
         ranks=int(raw.get("world_size") or 1),
-        error=raw.get("error"),
+        error=RunError(type=str(error.get("type")), message=str(error.get("message"))) if isinstance(error, dict) else None,
         max_steps=raw.get("max_steps"),
-        collector_errors=dict(raw.get("collector_errors") or {}),
     )
 
 
-def environment_from_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The report's environment block: the settings that matter, nothing from outside the allow-list."""
-    keys = ("versions", "cpu", "threads", "memory", "backends", "autograd", "cuda", "env", "thread_probe")
-    environment = {key: settings[key] for key in keys if key in settings}
-    if "taken_at" in settings:
-        environment["settings_taken_at"] = settings["taken_at"]
+def environment_from_settings(settings: dict[str, Any], where: str = "raw/settings.json", notes: list[str] | None = None) -> Environment:
+    """The report's environment block: the settings that matter, nothing from outside the allow-list.
+
+    A block of the wrong shape is left out (with a note); the other blocks stay."""
+    notes = notes if notes is not None else []
+    fields = {field.name: field.type for field in msgspec.structs.fields(Environment)}
+    environment = Environment(settings_taken_at=settings.get("taken_at"))
+    for key in ENVIRONMENT_KEYS:
+        if settings.get(key) is not None:
+            block = typed(fields[key], settings[key], f"{where} {key}", notes)
+            setattr(environment, key, block)
     return environment
 
 
-def _add_trace(data: RunData, rundir: RunDir, profiler: dict[str, Any] | None, rank: int | None) -> Any:
+def _add_trace(data: RunData, rundir: RunDir, profiler: ProfilerSection | None, rank: int | None) -> Trace | None:
     """Summarise the rank's trace into data.trace; return the Trace read (or None)."""
-    listed = [rundir.root / path for path in (profiler or {}).get("traces") or []]
+    listed = [rundir.root / path for path in (profiler.traces if profiler else [])]
     paths = [path for path in listed if path.exists()]
     if not paths and rank is None and not profiler:
         paths = rundir.trace_files()
@@ -135,34 +177,34 @@ def _add_trace(data: RunData, rundir: RunDir, profiler: dict[str, Any] | None, r
     return trace
 
 
-def _add_gpu(data: RunData, trace: Any, nvml: dict[str, Any], optimizers: list[dict[str, Any]] | None) -> None:
+def _add_gpu(data: RunData, trace: Trace | None, nvml: dict[str, Any], optimizers: list[OptimizerConfig] | None) -> None:
     """The `gpu` section, when the run used a GPU (from the trace already read, and NVML)."""
-    cuda = data.environment.get("cuda") or {}
-    if not cuda.get("initialized") and not nvml.get("available"):
+    cuda = data.environment.cuda
+    if not (cuda and cuda.initialized) and not nvml.get("available"):
         return
     from .gpu import gpu_section
 
     data.gpu = gpu_section(trace, nvml=nvml or None, environment=data.environment, optimizers=optimizers)
 
 
-def _add_notes(data: RunData, run_raw: dict[str, Any], profiler: dict[str, Any] | None) -> None:
+def _add_notes(data: RunData, run_raw: dict[str, Any], profiler: ProfilerSection | None) -> None:
     notes = data.notes
     notes.extend(str(note) for note in run_raw.get("notes") or [])  # how the run ended, what the streams lost
-    if profiler and profiler.get("stood_aside"):
-        aside = profiler["stood_aside"]
+    if profiler and profiler.stood_aside:
         notes.append(
-            f"The script started its own profiler at step {aside.get('at_step')}: perfdoctor's profiler "
+            f"The script started its own profiler at step {profiler.stood_aside.at_step}: perfdoctor's profiler "
             "stepped aside, so operator-level detail comes only from the steps profiled before that."
         )
-    if profiler and not profiler.get("traces") and not (profiler.get("stood_aside")):
-        window = profiler.get("window") or {}
-        if data.steps.count <= (window.get("start") or 0):
+    if profiler and not profiler.traces and not profiler.stood_aside:
+        start = profiler.window.start if profiler.window else 0
+        if data.steps.count <= start:
             notes.append(
                 f"The run ended after {data.steps.count} steps, before the profiling window "
-                f"(step {window.get('start')}); use --profile-steps to profile earlier steps."
+                f"(step {profiler.window.start if profiler.window else None}); use --profile-steps to profile earlier steps."
             )
-    for where, error in data.run.collector_errors.items():
-        notes.append(f"Collector {where} failed ({error}); the rest of the report is unaffected.")
+    collector_errors = run_raw.get("collector_errors") or {}
+    for place, error in collector_errors.items() if isinstance(collector_errors, dict) else ():
+        notes.append(f"Collector {place} failed ({error}); the rest of the report is unaffected.")
     if data.steps.count == 0:
         notes.append(
             "No training step was seen: no optimizer.step() and no DataLoader batch. Step statistics "

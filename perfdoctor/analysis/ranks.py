@@ -14,152 +14,160 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from ..model.ddp import DdpRecord, DdpSection, RankRow, RankSummary, Straggler
+from ..model.steps import PHASES
 from .rundata import RunData
 from .steps import steady_steps
 
-SUMMARY_SCHEMA = "perfdoctor.rank-summary/1"
 MAX_SERIES = 2000  # per-rank per-step series are thinned to about this many points
+LOGGED_TIMES = ("avg_forward_compute_time", "avg_backward_compute_time", "avg_backward_comm_time", "avg_backward_compute_comm_overlap_time")
 
 
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def ddp_logged(ddp_raw: dict[str, Any] | None) -> dict[str, Any]:
+def ddp_logged(ddp_raw: DdpRecord | None) -> dict[str, Any]:
     """What DDP's own logger measured for the (first) DDP model, times in ms."""
-    for instance in (ddp_raw or {}).get("ddp") or []:
-        logged = instance.get("logged") or {}
+    for instance in ddp_raw.ddp if ddp_raw else []:
+        logged = instance.logged or {}
         if logged:
             out = dict(logged)
-            for key in ("avg_forward_compute_time", "avg_backward_compute_time", "avg_backward_comm_time", "avg_backward_compute_comm_overlap_time"):
-                if isinstance(logged.get(key), (int, float)) and logged[key] > 0:
-                    out[key.replace("_time", "_ms")] = logged[key] / 1e6
+            for key in LOGGED_TIMES:
+                value = logged.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    out[key.replace("_time", "_ms")] = value / 1e6
             return out
     return {}
 
 
-def rank_summary(data: RunData, ddp_raw: dict[str, Any] | None, rank: int | None, node: str | None) -> dict[str, Any]:
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, node: str | None) -> RankSummary:
     series = data.series
     chosen, _ = steady_steps(series) if len(series) else ([], "")
     logged = ddp_logged(ddp_raw)
-    backward_compute = logged.get("avg_backward_compute_ms")
-    comm_ms = logged.get("avg_backward_comm_ms")
-    exposed_ms = None if comm_ms is None else max(0.0, comm_ms - (logged.get("avg_backward_compute_comm_overlap_ms") or 0.0))
+    backward_compute = _number(logged.get("avg_backward_compute_ms"))
+    comm_ms = _number(logged.get("avg_backward_comm_ms"))
+    overlap = _number(logged.get("avg_backward_compute_comm_overlap_ms")) or 0.0
+    exposed_ms = None if comm_ms is None else max(0.0, comm_ms - overlap)
     local: list[float] = []
     for i in range(len(series)):
         backward = series.phases_ms["backward"][i]
         kept = min(backward, backward_compute) if backward_compute is not None else 0.0
         local.append(series.duration_ms[i] - backward + kept)
     stride = max(1, -(-len(series) // MAX_SERIES))
-    synced = (ddp_raw or {}).get("synced_forwards") or []
-    unsynced = (ddp_raw or {}).get("unsynced_forwards") or []
+    synced = ddp_raw.synced_forwards if ddp_raw else []
+    unsynced = ddp_raw.unsynced_forwards if ddp_raw else []
     steady_synced = [synced[i] for i in chosen if i < len(synced)]
     steps = data.steps
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "rank": rank,
-        "node": node,
-        "status": data.run.status,
-        "exit_code": data.run.exit_code,
-        "steps": steps.count,
-        "step_p50_ms": steps.p50_ms,
-        "step_mean_ms": steps.mean_ms,
-        "breakdown_ms": steps.breakdown_ms,
-        "local_p50_ms": _median([local[i] for i in chosen]),
-        "backward_compute_ms": backward_compute,
-        "series_stride": stride,
-        "duration_ms": [round(v, 3) for v in series.duration_ms[::stride]],
-        "local_ms": [round(v, 3) for v in local[::stride]],
-        "synced_forwards_max": max(steady_synced) if steady_synced else None,
-        "synced_forwards_median": _median([float(v) for v in steady_synced]),
-        "unsynced_forwards_total": sum(unsynced),
-        "ddp": (ddp_raw or {}).get("ddp") or [],
-        "data_parallel": (ddp_raw or {}).get("data_parallel") or [],
-        "process_group": (ddp_raw or {}).get("process_group"),
-        "logged": logged,
-        "comm_ms": comm_ms,
-        "exposed_comm_ms": exposed_ms,
-        "trace_comm": data.trace.comm if data.trace is not None else None,
-    }
+    return RankSummary(
+        rank=rank,
+        node=node,
+        status=data.run.status,
+        exit_code=data.run.exit_code,
+        steps=steps.count,
+        step_p50_ms=steps.p50_ms,
+        step_mean_ms=steps.mean_ms,
+        breakdown_ms=steps.breakdown_ms,
+        local_p50_ms=_median([local[i] for i in chosen]),
+        backward_compute_ms=backward_compute,
+        series_stride=stride,
+        duration_ms=[round(v, 3) for v in series.duration_ms[::stride]],
+        local_ms=[round(v, 3) for v in local[::stride]],
+        synced_forwards_max=max(steady_synced) if steady_synced else None,
+        synced_forwards_median=_median([float(v) for v in steady_synced]),
+        unsynced_forwards_total=sum(unsynced),
+        ddp=ddp_raw.ddp if ddp_raw else [],
+        data_parallel=ddp_raw.data_parallel if ddp_raw else [],
+        process_group=ddp_raw.process_group if ddp_raw else None,
+        logged=logged,
+        comm_ms=comm_ms,
+        exposed_comm_ms=exposed_ms,
+        trace_comm=data.trace.comm if data.trace is not None else None,
+    )
 
 
-def slowest_step_share(summaries: list[dict[str, Any]], rank: int | None) -> float | None:
+def slowest_step_share(summaries: list[RankSummary], rank: int | None) -> float | None:
     """In what share of steps (after the first) `rank` had the longest local time: a real
     straggler is slowest nearly every step, a rank that merely drew the noise is not."""
-    series = [s.get("local_ms") or [] for s in summaries]
-    strides = {s.get("series_stride") for s in summaries}
+    series = [s.local_ms for s in summaries]
+    strides = {s.series_stride for s in summaries}
     length = min((len(values) for values in series), default=0)
     if len(strides) != 1 or length < 3:
         return None
-    index = [s.get("rank") for s in summaries].index(rank)
+    index = [s.rank for s in summaries].index(rank)
     wins = sum(1 for i in range(1, length) if max(range(len(series)), key=lambda r: series[r][i]) == index)
     return wins / (length - 1)
 
 
-def _comm_of(summary: dict[str, Any]) -> tuple[float | None, float | None]:
+def _comm_of(summary: RankSummary) -> tuple[float | None, float | None]:
     """(communication ms, exposed ms) per backward pass, from DDP's logger or else the trace."""
-    if summary.get("comm_ms") is not None:
-        return summary["comm_ms"], summary.get("exposed_comm_ms")
-    trace = summary.get("trace_comm") or {}
-    return trace.get("comm_ms"), trace.get("exposed_ms")
+    if summary.comm_ms is not None:
+        return summary.comm_ms, summary.exposed_comm_ms
+    trace = summary.trace_comm
+    return (trace.comm_ms, trace.exposed_ms) if trace else (None, None)
 
 
-def merge_ranks(summaries: list[dict[str, Any]], world_size: int | None = None) -> dict[str, Any]:
+def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> DdpSection:
     """The job's view from every rank's summary: per-rank table, the straggler, communication."""
-    ranks = sorted(summaries, key=lambda s: (s.get("rank") is None, s.get("rank") or 0))
-    first = ranks[0] if ranks else {}
+    ranks = sorted(summaries, key=lambda s: (s.rank is None, s.rank or 0))
+    first = ranks[0] if ranks else None
     table = []
     for summary in ranks:
-        breakdown = summary.get("breakdown_ms") or {}
+        breakdown = summary.breakdown_ms
         comm_ms, exposed_ms = _comm_of(summary)
         table.append(
-            {
-                "rank": summary.get("rank"),
-                "node": summary.get("node"),
-                "status": summary.get("status"),
-                "steps": summary.get("steps"),
-                "step_p50_ms": summary.get("step_p50_ms"),
-                "local_p50_ms": summary.get("local_p50_ms"),
-                **{f"{phase}_ms": breakdown.get(phase) for phase in ("dataloader", "forward", "backward", "optimizer", "other")},
-                "comm_ms": comm_ms,
-                "exposed_comm_ms": exposed_ms,
-            }
+            RankRow(
+                rank=summary.rank,
+                node=summary.node,
+                status=summary.status,
+                steps=summary.steps,
+                step_p50_ms=summary.step_p50_ms,
+                local_p50_ms=summary.local_p50_ms,
+                **{f"{phase}_ms": breakdown.get(phase) if breakdown else None for phase in PHASES},
+                comm_ms=comm_ms,
+                exposed_comm_ms=exposed_ms,
+            )
         )
-    locals_ = [(row["local_p50_ms"], row["rank"]) for row in table if row["local_p50_ms"] is not None]
+    locals_ = [(row.local_p50_ms, row.rank) for row in table if row.local_p50_ms is not None]
     straggler = None
     if len(locals_) >= 2:
-        slowest_ms, slowest_rank = max(locals_)
+        slowest_ms, slowest_rank = max(locals_, key=lambda item: (item[0], item[1] if item[1] is not None else -1))
         others = [ms for ms, rank in locals_ if rank != slowest_rank]
         typical = statistics.median(others)
-        straggler = {
-            "rank": slowest_rank,
-            "local_p50_ms": slowest_ms,
-            "others_local_p50_ms": typical,
-            "others_wait_ms_per_step": max(0.0, slowest_ms - typical),
-            "step_p50_ms": next(row["step_p50_ms"] for row in table if row["rank"] == slowest_rank),
-            "slowest_step_share": slowest_step_share(ranks, slowest_rank),
-        }
-    logged = first.get("logged") or {}
+        straggler = Straggler(
+            rank=slowest_rank,
+            local_p50_ms=slowest_ms,
+            others_local_p50_ms=typical,
+            others_wait_ms_per_step=max(0.0, slowest_ms - typical),
+            step_p50_ms=next(row.step_p50_ms for row in table if row.rank == slowest_rank),
+            slowest_step_share=slowest_step_share(ranks, slowest_rank),
+        )
+    logged = first.logged if first else {}
     # A rank's communication time includes waiting for slower ranks: the rank that waits least
     # (the slowest one) shows what the all-reduce itself costs.
-    measured = [(row["exposed_comm_ms"], row["comm_ms"], row["rank"]) for row in table if row["exposed_comm_ms"] is not None]
+    measured = [(row.exposed_comm_ms, row.comm_ms, row.rank) for row in table if row.exposed_comm_ms is not None]
     exposed_ms, comm_ms, comm_rank = min(measured, key=lambda m: m[0]) if measured else (None, None, None)
-    trace_comm = first.get("trace_comm") or {}
-    group = first.get("process_group") or {}
-    return {
-        "backend": group.get("backend") or logged.get("backend_name"),
-        "world_size": world_size or group.get("world_size") or len(ranks),
-        "ranks_reported": len(ranks),
-        "ranks": table,
-        "straggler": straggler,
-        "comm_ms_per_backward": comm_ms if comm_ms is not None else trace_comm.get("comm_ms"),
-        "exposed_comm_ms_per_backward": exposed_ms if exposed_ms is not None else trace_comm.get("exposed_ms"),
-        "comm_source": f"DDP logger, rank {comm_rank}" if comm_ms is not None else ("trace" if trace_comm else None),
-        "collectives_per_step": trace_comm.get("collectives_per_step"),
-        "instances": first.get("ddp") or [],
-        "data_parallel": first.get("data_parallel") or [],
-        "synced_forwards_per_step_max": max((s.get("synced_forwards_max") or 0 for s in ranks), default=0),
-        "synced_forwards_per_step_median": first.get("synced_forwards_median"),
-        "unsynced_forwards_total": sum(s.get("unsynced_forwards_total") or 0 for s in ranks),
-        "logged": logged,
-    }
+    trace_comm = first.trace_comm if first else None
+    group = first.process_group if first else None
+    backend = (group.backend if group else None) or logged.get("backend_name")
+    return DdpSection(
+        backend=str(backend) if backend is not None else None,
+        world_size=world_size or (group.world_size if group else None) or len(ranks),
+        ranks_reported=len(ranks),
+        ranks=table,
+        straggler=straggler,
+        comm_ms_per_backward=comm_ms if comm_ms is not None else (trace_comm.comm_ms if trace_comm else None),
+        exposed_comm_ms_per_backward=exposed_ms if exposed_ms is not None else (trace_comm.exposed_ms if trace_comm else None),
+        comm_source=f"DDP logger, rank {comm_rank}" if comm_ms is not None else ("trace" if trace_comm else None),
+        collectives_per_step=trace_comm.collectives_per_step if trace_comm else None,
+        instances=first.ddp if first else [],
+        data_parallel=first.data_parallel if first else [],
+        synced_forwards_per_step_max=max((s.synced_forwards_max or 0 for s in ranks), default=0),
+        synced_forwards_per_step_median=first.synced_forwards_median if first else None,
+        unsynced_forwards_total=sum(s.unsynced_forwards_total for s in ranks),
+        logged=logged,
+    )

@@ -1,34 +1,31 @@
-"""RunData: everything one run measured, typed, as the rules and the renderers read it.
+"""RunData: everything one run measured, typed, as the rules read it and the report is made of.
 
-Built from `RUN/raw` and the traces alone (see `load.py`), or from foreign traces. Times are in
-milliseconds and shares are fractions (0..1) unless a name says otherwise.
+Built from `RUN/raw` and the traces alone (see `load.py`), or from foreign traces (`foreign.py`).
+The sections the report carries as they are (environment, host, profiler, gpu, ddp) are the
+report's own types (perfdoctor.model); the rest is the analysis's full-resolution view, which
+the JSON renderer rounds and thins into the report. Times are in milliseconds and shares are
+fractions (0..1) unless a name says otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-PHASES = ("dataloader", "forward", "backward", "optimizer", "other")
-# Parts of "other" the step clock times on their own: work between a batch arriving and the
-# forward (per-sample work in the loop) and between forward and backward (the loss).
-OTHER_PARTS = ("before_forward", "loss")
+from ..model.dataloader import EpochStats
+from ..model.ddp import DdpSection, TraceComm
+from ..model.environment import Environment
+from ..model.gpu import GpuSection
+from ..model.host import HostSummary
+from ..model.operators import OperatorRow
+from ..model.profiler import ProfilerSection
+from ..model.run import RunInfo
+from ..model.steps import OTHER_PARTS, PHASES, OtherParts, PhaseValues
 
-
-@dataclass
-class RunInfo:
-    script: str | None = None
-    module: str | None = None
-    argv: list[str] = field(default_factory=list)
-    exit_code: int | None = None
-    status: str = "completed"
-    started: str | None = None
-    duration_s: float | None = None
-    ranks: int = 1
-    error: dict[str, str] | None = None
-    max_steps: int | None = None
-    collector_errors: dict[str, str] = field(default_factory=dict)
-    source: str = "run"  # "run": perfdoctor ran it; "trace": read from foreign traces
+__all__ = [
+    "EpochStats", "HostSummary", "LoaderSummary", "OperatorRow", "RunData", "RunInfo", "StepSeries", "StepStats",
+    "TraceSummary",
+]
 
 
 @dataclass
@@ -40,7 +37,7 @@ class StepSeries:
     other_parts_ms: dict[str, list[float]] = field(default_factory=lambda: {part: [] for part in OTHER_PARTS})
     batches: list[int] = field(default_factory=list)
     profiled: list[bool] = field(default_factory=list)
-    mode: str | None = None  # "optimizer", "batch", or None (no step seen)
+    mode: Literal["optimizer", "batch", "trace"] | None = None  # None: no step seen
 
     def __len__(self) -> int:
         return len(self.duration_ms)
@@ -57,19 +54,10 @@ class StepStats:
     p95_ms: float | None = None
     min_ms: float | None = None
     max_ms: float | None = None
-    breakdown: dict[str, float] | None = None  # fractions of step time, summing to 1
-    breakdown_ms: dict[str, float] | None = None  # mean ms per step
-    other_parts: dict[str, float] | None = None  # OTHER_PARTS as fractions of step time
+    breakdown: PhaseValues | None = None  # fractions of step time, summing to 1
+    breakdown_ms: PhaseValues | None = None  # mean ms per step
+    other_parts: OtherParts | None = None  # OTHER_PARTS as fractions of step time
     source: str = "step clock"
-
-
-@dataclass
-class EpochStats:
-    first_batch_ms: float | None
-    iter_ms: float
-    batches: int
-    wait_ms: float
-    end_ms: float
 
 
 @dataclass
@@ -84,52 +72,41 @@ class LoaderSummary:
     wait_p95_ms: float | None
     epochs: list[EpochStats]
     cores_busy_in_waits: float | None = None  # all cores' busy share while long waits ran
+    # Every core was busy while the step waited on this loader, so more workers cannot help:
+    # one fact, decided once in analysis/dataloader.py (`cores_saturated`), read by every rule.
+    cores_saturated: bool = False
     ready_wait_ms: float = 0.0  # waits for batches already delivered by workers: receiving cost
 
     @property
     def num_workers(self) -> int:
         return int(self.args.get("num_workers") or 0)
 
+    @property
+    def batch_size(self) -> int | None:
+        value = self.args.get("batch_size")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-@dataclass
-class HostSummary:
-    samples: int
-    interval_s: float
-    logical_cores: int | None
-    usable_cores: int | None
-    process_cpu_mean: float | None  # percent of one core (200 = two cores busy)
-    children_cpu_mean: float | None  # DataLoader workers and other children, same unit
-    system_cpu_mean: float | None  # percent of all cores
-    system_cpu_p90: float | None
-    saturated_share: float | None  # share of samples with every usable core >= the busy bar
-    rss_peak_bytes: int | None
-    children_rss_peak_bytes: int | None
-    threads_max: int | None
-    involuntary_switches_per_s: float | None
-    timeline: dict[str, list[float]] = field(default_factory=dict)  # t_s, system_cpu, process_cpu, rss_mb
+    @property
+    def pins_memory(self) -> bool:
+        return bool(self.args.get("pin_memory"))
 
-
-@dataclass
-class OperatorStat:
-    name: str
-    calls: int
-    self_ms: float
-    total_ms: float
-    input_dims: str | None = None
+    @property
+    def persistent_workers(self) -> bool:
+        return bool(self.args.get("persistent_workers"))
 
 
 @dataclass
 class TraceSummary:
     files: list[str]
     windows: int
-    top_operators: list[OperatorStat] = field(default_factory=list)
+    top_operators: list[OperatorRow] = field(default_factory=list)
     ops_per_step: float | None = None
     median_op_us: float | None = None
     small_op_share: float | None = None  # share of step time in ops shorter than the small-op bar
     gap_share: float | None = None  # share of step time on the main thread outside any op
     step_ms: float | None = None  # mean profiled step, as the trace measured it
-    breakdown: dict[str, float] | None = None  # trace-derived, for runs perfdoctor did not record
-    comm: dict[str, Any] | None = None  # collectives per step: comm_ms, exposed_ms, collectives_per_step
+    breakdown: PhaseValues | None = None  # trace-derived, for runs perfdoctor did not record
+    comm: TraceComm | None = None  # collectives per step
     named_op_ms: dict[str, float] = field(default_factory=dict)  # ms per step in ops some rules ask about
     skipped: list[str] = field(default_factory=list)
 
@@ -137,17 +114,13 @@ class TraceSummary:
 @dataclass
 class RunData:
     run: RunInfo
-    environment: dict[str, Any]
+    environment: Environment
     steps: StepStats
     series: StepSeries
     dataloaders: list[LoaderSummary] = field(default_factory=list)
     host: HostSummary | None = None
     trace: TraceSummary | None = None
-    gpu: dict[str, Any] | None = None
-    ddp: dict[str, Any] | None = None
-    profiler: dict[str, Any] | None = None
+    gpu: GpuSection | None = None
+    ddp: DdpSection | None = None
+    profiler: ProfilerSection | None = None
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.environment

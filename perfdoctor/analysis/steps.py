@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rundata import OTHER_PARTS, PHASES, StepSeries, StepStats
+from ..model.numbers import percentile
+from ..model.steps import OTHER_PARTS, PHASES, OtherParts, PhaseValues
+from .rundata import StepSeries, StepStats
 
 WARMUP_STEPS = 1
 MIN_STEADY_STEPS = 3  # fewer steady steps than this: use what there is, and say so
@@ -32,7 +34,7 @@ def series_from_raw(raw_steps: dict[str, Any], profiled_steps: list[int]) -> Ste
     measured = {phase: column(f"{phase}_ns") for phase in PHASES if phase != "other"}
     for i in range(count):
         duration_ns = max(0, int(ends[i]) - int(starts[i]) - overhead[i])
-        known = {phase: min(values[i], duration_ns) for phase, values in measured.items()}
+        known: dict[str, float] = {phase: min(values[i], duration_ns) for phase, values in measured.items()}
         known_total = sum(known.values())
         if known_total > duration_ns:  # nested phases (a forward inside next()): scale, never exceed
             scale = duration_ns / known_total
@@ -65,16 +67,6 @@ def steady_steps(series: StepSeries) -> tuple[list[int], str]:
     return after_warmup, "first step (warm-up) left out; profiled steps kept (too few others)"
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), on pre-sorted values."""
-    if not sorted_values:
-        raise ValueError("no values")
-    position = (len(sorted_values) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
 def step_stats(series: StepSeries) -> StepStats:
     stats = StepStats(count=len(series), profiled=sum(series.profiled))
     if not len(series):
@@ -90,9 +82,9 @@ def step_stats(series: StepSeries) -> StepStats:
     total = sum(durations)
     totals = {phase: sum(series.phases_ms[phase][i] for i in chosen) for phase in PHASES}
     if total > 0:
-        stats.breakdown = {phase: totals[phase] / total for phase in PHASES}
-        stats.other_parts = {
-            part: sum(series.other_parts_ms[part][i] for i in chosen) / total for part in OTHER_PARTS
-        }
-    stats.breakdown_ms = {phase: totals[phase] / len(chosen) for phase in PHASES}
+        stats.breakdown = PhaseValues.from_dict({phase: totals[phase] / total for phase in PHASES})
+        stats.other_parts = OtherParts(
+            **{part: sum(series.other_parts_ms[part][i] for i in chosen) / total for part in OTHER_PARTS}
+        )
+    stats.breakdown_ms = PhaseValues.from_dict({phase: totals[phase] / len(chosen) for phase in PHASES})
     return stats

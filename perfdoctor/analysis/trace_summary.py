@@ -7,9 +7,18 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .rundata import PHASES, OperatorStat, TraceSummary
+from ..model.ddp import TraceComm
+from ..model.operators import OperatorRow
+from ..model.steps import PHASES, PhaseValues
+from .rundata import TraceSummary
+
+if TYPE_CHECKING:
+    from ..trace import Trace
+    from ..trace.comm import CommStepStats
+    from ..trace.cpu import StepBreakdown
+    from ..trace.steps import StepWindow
 
 TOP_OPERATORS = 25
 MAX_SHAPES_CHARS = 160  # input shapes of an op with hundreds of inputs are cut to this
@@ -20,7 +29,7 @@ NAMED_OPS = {
 }
 
 
-def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> tuple[TraceSummary, Any]:
+def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> tuple[TraceSummary, Trace | None]:
     """Summarise a rank's traces (normally one; the last readable one is used when a window was
     re-taken). Returns the summary and the Trace it came from (None if none was readable), so
     that other analyses need not read it again."""
@@ -38,7 +47,7 @@ def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> tupl
     return summary, None
 
 
-def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
+def summarize_trace(trace: Trace, summary: TraceSummary) -> TraceSummary:
     from ..trace.comm import comm_steps
     from ..trace.cpu import host_op_stats, top_operators
     from ..trace.steps import step_windows
@@ -52,7 +61,7 @@ def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
     total_ns = sum(window.duration_ns for window in windows)
     summary.step_ms = total_ns / len(windows) / 1e6
     summary.top_operators = [
-        OperatorStat(
+        OperatorRow(
             name=op.name,
             calls=op.calls,
             self_ms=op.self_ns / 1e6,
@@ -69,29 +78,30 @@ def summarize_trace(trace: Any, summary: TraceSummary) -> TraceSummary:
         summary.gap_share = sum(step.gap_ns for step in host) / max(total_ns, 1)
     breakdown = step_breakdowns(trace)
     if breakdown:
-        summary.breakdown = {
-            phase: round(sum(getattr(step, f"{phase}_ns") for step in breakdown) / max(total_ns, 1), 4) for phase in PHASES
-        }
+        summary.breakdown = PhaseValues.from_dict(
+            {phase: round(sum(getattr(step, f"{phase}_ns") for step in breakdown) / max(total_ns, 1), 4) for phase in PHASES}
+        )
     summary.comm = _comm(comm_steps(trace, windows), len(windows))
     summary.named_op_ms = _named_ops(trace, windows)
     return summary
 
 
-def step_breakdowns(trace: Any) -> list[Any]:
+def step_breakdowns(trace: Trace) -> list[StepBreakdown]:
     """cpu_breakdown over the trace's own step windows, computed once per Trace."""
     from ..trace.cpu import cpu_breakdown
     from ..trace.steps import step_windows
 
     if "cpu_breakdown" not in trace.derived:
         trace.derived["cpu_breakdown"] = cpu_breakdown(trace, step_windows(trace))
-    return trace.derived["cpu_breakdown"]
+    breakdowns: list[StepBreakdown] = trace.derived["cpu_breakdown"]
+    return breakdowns
 
 
 def _shortened(text: str) -> str:
     return text if len(text) <= MAX_SHAPES_CHARS else text[: MAX_SHAPES_CHARS - 1] + "…"
 
 
-def _comm(steps: list[Any], windows: int) -> dict[str, Any] | None:
+def _comm(steps: list[CommStepStats], windows: int) -> TraceComm | None:
     if not steps or not any(step.host_comm_ns or step.device_comm_ns for step in steps):
         return None
     on_device = any(step.device_comm_ns for step in steps)
@@ -99,16 +109,16 @@ def _comm(steps: list[Any], windows: int) -> dict[str, Any] | None:
     for step in steps:
         for kind, count in step.collectives.items():
             kinds[kind] = kinds.get(kind, 0.0) + count / windows
-    return {
-        "comm_ms": sum((step.device_comm_ns if on_device else step.host_comm_ns) for step in steps) / windows / 1e6,
-        "exposed_ms": sum(step.exposed_ns for step in steps) / windows / 1e6 if on_device else None,
-        "overlap_share": (sum(step.overlapped_ns for step in steps) / max(1, sum(step.device_comm_ns for step in steps))) if on_device else None,
-        "where": "device" if on_device else "host",
-        "collectives_per_step": {kind: round(count, 2) for kind, count in sorted(kinds.items())},
-    }
+    return TraceComm(
+        comm_ms=sum((step.device_comm_ns if on_device else step.host_comm_ns) for step in steps) / windows / 1e6,
+        exposed_ms=sum(step.exposed_ns for step in steps) / windows / 1e6 if on_device else None,
+        overlap_share=(sum(step.overlapped_ns for step in steps) / max(1, sum(step.device_comm_ns for step in steps))) if on_device else None,
+        where="device" if on_device else "host",
+        collectives_per_step={kind: round(count, 2) for kind, count in sorted(kinds.items())},
+    )
 
 
-def _named_ops(trace: Any, windows: list[Any]) -> dict[str, float]:
+def _named_ops(trace: Trace, windows: list[StepWindow]) -> dict[str, float]:
     import numpy as np
 
     from ..trace.ranges import operator_mask

@@ -1,9 +1,9 @@
 """Budgets: limits on what one report.json measured, and whether it keeps them.
 
-    max_step_time_ms        median steady-state step (report["steps"]["time_ms"]["p50"])
+    max_step_time_ms        median steady-state step (steps.time_ms.p50)
     max_p95_step_time_ms    95th percentile step
     max_dataloader_share    fraction of step time waiting on the DataLoader (0..1)
-    min_gpu_utilization     fraction of step time the GPU is busy (0..1), when the report has it
+    min_gpu_utilization     fraction of step time the GPU is busy (0..1, gpu.utilization), when measured
     min_samples_per_second  busiest DataLoader's batch size x batches per step / median step
     max_peak_memory_mb      peak GPU memory when the report has it, else host RSS peak (MiB)
     fail_on                 no finding at or above this severity (critical|warning|info)
@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import PerfdoctorError
-from ..rules.base import SEVERITIES
+from ..model.dataloader import LoaderEntry
+from ..model.finding import SEVERITIES
 from .reportfile import LoadedReport
 
 MIB = 2**20
@@ -60,85 +62,69 @@ class Metric:
 # --- reading the measured values ------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
+def _step_time(loaded: LoadedReport, key: str) -> float:
+    time_ms = loaded.report.steps.time_ms
+    value = getattr(time_ms, key) if time_ms else None
+    if value is None:
+        raise Unmeasured(f"{loaded.path} has no step times (steps.time_ms is null: no training step was seen)")
     return float(value)
 
 
-def _step_time(report: LoadedReport, key: str) -> float:
-    time_ms = report.section("steps").get("time_ms")
-    value = _number(time_ms.get(key)) if isinstance(time_ms, dict) else None
-    if value is None:
-        raise Unmeasured(f"{report.path} has no step times (steps.time_ms is null: no training step was seen)")
-    return value
+def _median_step(loaded: LoadedReport) -> Measurement:
+    return Measurement(_step_time(loaded, "p50"))
 
 
-def _median_step(report: LoadedReport) -> Measurement:
-    return Measurement(_step_time(report, "p50"))
+def _p95_step(loaded: LoadedReport) -> Measurement:
+    return Measurement(_step_time(loaded, "p95"))
 
 
-def _p95_step(report: LoadedReport) -> Measurement:
-    return Measurement(_step_time(report, "p95"))
+def _dataloader_share(loaded: LoadedReport) -> Measurement:
+    breakdown = loaded.report.steps.breakdown
+    if breakdown is None:
+        raise Unmeasured(f"{loaded.path} has no step breakdown (steps.breakdown is null: no training step was seen)")
+    return Measurement(breakdown.dataloader)
 
 
-def _dataloader_share(report: LoadedReport) -> Measurement:
-    breakdown = report.section("steps").get("breakdown")
-    value = _number(breakdown.get("dataloader")) if isinstance(breakdown, dict) else None
-    if value is None:
-        raise Unmeasured(f"{report.path} has no step breakdown (steps.breakdown is null: no training step was seen)")
-    return Measurement(value)
+def _gpu_utilization(loaded: LoadedReport) -> Measurement:
+    gpu = loaded.report.gpu
+    if gpu is None:
+        raise Unmeasured(f"{loaded.path} measured no GPU (report['gpu'] is null): a GPU utilization budget cannot be checked")
+    if gpu.utilization is None:
+        raise Unmeasured(f"{loaded.path} has a GPU section without a utilization: a GPU utilization budget cannot be checked")
+    return Measurement(gpu.utilization)
 
 
-def _gpu_utilization(report: LoadedReport) -> Measurement:
-    gpu = report.section("gpu")
-    if not gpu:
-        raise Unmeasured(f"{report.path} measured no GPU (report['gpu'] is null): a GPU utilization budget cannot be checked")
-    utilization = gpu.get("utilization")
-    if isinstance(utilization, dict):  # a summary of a series: its mean
-        utilization = utilization.get("mean")
-    value = _number(utilization)
-    if value is None and _number(gpu.get("utilization_mean_percent")) is not None:
-        value = gpu["utilization_mean_percent"] / 100
-    if value is None:
-        raise Unmeasured(f"{report.path} has a GPU section without a utilization: a GPU utilization budget cannot be checked")
-    return Measurement(value)
+def busiest_loader(loaded: LoadedReport) -> LoaderEntry | None:
+    return max(loaded.report.dataloader.loaders, key=lambda loader: loader.batches, default=None)
 
 
-def busiest_loader(report: LoadedReport) -> dict[str, Any] | None:
-    loaders = report.section("dataloader").get("loaders")
-    loaders = [loader for loader in loaders or [] if isinstance(loader, dict)] if isinstance(loaders, list) else []
-    return max(loaders, key=lambda loader: _number(loader.get("batches")) or 0, default=None)
-
-
-def _samples_per_second(report: LoadedReport) -> Measurement:
-    loader = busiest_loader(report)
+def _samples_per_second(loaded: LoadedReport) -> Measurement:
+    loader = busiest_loader(loaded)
     if loader is None:
-        raise Unmeasured(f"{report.path} saw no DataLoader: samples per second needs its batch size")
-    args = loader.get("args") if isinstance(loader.get("args"), dict) else {}
-    batch_size = _number(args.get("batch_size"))
-    if batch_size is None or batch_size <= 0:
-        raise Unmeasured(f"{report.path}: the DataLoader's batch size is unknown (a custom batch_sampler?): samples per second cannot be checked")
-    steps = report.section("steps")
-    batches, count = _number(loader.get("batches")), _number(steps.get("count"))
+        raise Unmeasured(f"{loaded.path} saw no DataLoader: samples per second needs its batch size")
+    batch_size = loader.args.get("batch_size")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float)) or not math.isfinite(batch_size) or batch_size <= 0:
+        raise Unmeasured(f"{loaded.path}: the DataLoader's batch size is unknown (a custom batch_sampler?): samples per second cannot be checked")
+    count = loaded.report.steps.count
     # Gradient accumulation puts several batches into one step.
-    per_step = max(1, round(batches / count)) if batches and count else 1
-    median = _step_time(report, "p50")
+    per_step = max(1, round(loader.batches / count)) if loader.batches and count else 1
+    median = _step_time(loaded, "p50")
     if median <= 0:
-        raise Unmeasured(f"{report.path}: the median step time is 0: samples per second is undefined")
+        raise Unmeasured(f"{loaded.path}: the median step time is 0: samples per second is undefined")
     detail = f"{batch_size:g} samples/batch x {per_step} batch{'es' if per_step > 1 else ''}/step / median step {median:g} ms"
     return Measurement(batch_size * per_step * 1000 / median, detail)
 
 
-def _peak_memory(report: LoadedReport) -> Measurement:
-    gpu_peak = _number(report.section("gpu").get("peak_memory_bytes"))
+def _peak_memory(loaded: LoadedReport) -> Measurement:
+    report = loaded.report
+    gpu_peak = report.gpu.peak_memory_bytes if report.gpu else None
     if gpu_peak is not None:
         return Measurement(gpu_peak / MIB, "GPU peak")
-    host_peak = _number(report.section("host").get("rss_peak_bytes"))
+    host_peak = report.host.rss_peak_bytes if report.host else None
     if host_peak is None:
-        duration = _number(report.section("run").get("duration_s"))
+        duration = report.run.duration_s
         lasted = f"; the run lasted {duration:g} s" if duration is not None else ""
-        raise Unmeasured(f"{report.path} measured no peak memory (no GPU, and no host sample was taken{lasted})")
+        raise Unmeasured(f"{loaded.path} measured no peak memory (no GPU, and no host sample was taken{lasted})")
     return Measurement(host_peak / MIB, "host RSS peak")
 
 
@@ -251,10 +237,11 @@ class BudgetResult:
     def line(self) -> str:
         if isinstance(self.measured, list):
             shown = ", ".join(self.measured) if self.measured else "none"
-            limit = self.limit if isinstance(self.limit, str) else ", ".join(self.limit)
+            limit = ", ".join(self.limit) if isinstance(self.limit, list) else str(self.limit)
             text = f"{self.name} {limit}: {self.what}: {shown}"
             return f"OK    {text}" if self.ok else f"FAIL  {text} [{self.report}]"
-        measured, limit = format_value(self.measured, self.unit), format_value(self.limit, self.unit)  # type: ignore[arg-type]
+        assert isinstance(self.limit, (int, float)), self.limit  # a numeric budget has a numeric limit
+        measured, limit = format_value(self.measured, self.unit), format_value(self.limit, self.unit)
         detail = f" ({self.detail})" if self.detail else ""
         if self.ok:
             return f"OK    {self.name}: {self.what} {measured}{detail} {'<=' if self.upper else '>='} {limit}"
@@ -292,10 +279,6 @@ def format_value(value: float, unit: str, points: bool = False) -> str:
     return f"{value:g}"
 
 
-def _findings(report: LoadedReport) -> list[dict[str, Any]]:
-    return [finding for finding in report.data.get("findings") or [] if isinstance(finding, dict)]
-
-
 def check_budgets(report: LoadedReport, budgets: Budgets) -> list[BudgetResult]:
     """Every budget that is set, measured on this report. Raises Unmeasured (exit 2) when the
     report did not measure what a budget names."""
@@ -311,13 +294,13 @@ def check_budgets(report: LoadedReport, budgets: Budgets) -> list[BudgetResult]:
     if budgets.fail_on is not None:
         worst_allowed = SEVERITIES.index(budgets.fail_on)
         offending = [
-            f"{finding.get('id')} ({finding.get('severity')})"
-            for finding in _findings(report)
-            if finding.get("severity") in SEVERITIES and SEVERITIES.index(finding["severity"]) <= worst_allowed
+            f"{finding.id} ({finding.severity})"
+            for finding in report.report.findings
+            if SEVERITIES.index(finding.severity) <= worst_allowed
         ]
         results.append(BudgetResult("fail-on", f"findings at or above {budgets.fail_on}", not offending, budgets.fail_on, offending, report=where))
     if budgets.fail_on_ids:
-        present = {str(finding.get("id")) for finding in _findings(report)}
+        present = {finding.id for finding in report.report.findings}
         offending = [finding_id for finding_id in budgets.fail_on_ids if finding_id in present]
         results.append(BudgetResult("fail-on-id", "findings present", not offending, list(budgets.fail_on_ids), offending, report=where))
     return results

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..command import Command, positive_number
 from ..errors import EXIT_OK, PerfdoctorError
@@ -96,7 +97,7 @@ class CheckCommand(Command):
         return outcome.exit_code
 
 
-def _config_max_regression(table: dict, where: str) -> float | None:
+def _config_max_regression(table: dict[str, Any], where: str) -> float | None:
     value = table.get("max_regression")
     if value is None:
         return None

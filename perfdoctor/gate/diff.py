@@ -2,28 +2,24 @@
 that got slower or faster, and the findings that appeared, went away or changed.
 
 The comparison is built once as a ReportDiff and then printed (a compact table), written as JSON,
-or rendered as `diff.html` from reports/templates/diff.html.j2.
+or rendered as `diff.html` from perfdoctor/templates/diff.html.j2.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..model.finding import Finding
+from ..model.numbers import rounded
+from ..model.steps import PHASES, PhaseValues
 from .reportfile import LoadedReport
 
-PHASES = ("dataloader", "forward", "backward", "optimizer", "other")  # as report.json's breakdown
 STEP_STATS = (("p50", "median"), ("mean", "mean"), ("p95", "p95"), ("min", "min"), ("max", "max"))
 TOP_OPERATORS = 10  # per direction
 DIFF_SCHEMA = "perfdoctor.diff/1"
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -43,7 +39,7 @@ class Change:
         return None if self.delta is None or not self.a else self.delta / self.a
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "a": self.a, "b": self.b, "change": _round(self.delta), "relative": _round(self.relative)}
+        return {"label": self.label, "a": self.a, "b": self.b, "change": rounded(self.delta, 4), "relative": rounded(self.relative, 4)}
 
 
 @dataclass(frozen=True)
@@ -109,73 +105,58 @@ class ReportDiff:
         }
 
 
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 # --- building the diff ----------------------------------------------------------------------------
 
 
-def _side(report: LoadedReport) -> RunSide:
-    run, steps = report.section("run"), report.section("steps")
-    subject = run.get("script") or run.get("module") or report.run_dir.name
+def _side(loaded: LoadedReport) -> RunSide:
+    run, steps = loaded.report.run, loaded.report.steps
+    subject = run.script or run.module or loaded.run_dir.name
     return RunSide(
-        path=str(report.path),
-        name=str(subject).replace("\\", "/").split("/")[-1],
-        status=run.get("status") if isinstance(run.get("status"), str) else None,
-        steps=steps.get("count") if isinstance(steps.get("count"), int) else None,
-        measured=steps.get("measured") if isinstance(steps.get("measured"), int) else None,
-        profiled=steps.get("profiled") if isinstance(steps.get("profiled"), int) else None,
+        path=str(loaded.path),
+        name=subject.replace("\\", "/").split("/")[-1],
+        status=run.status,
+        steps=steps.count,
+        measured=steps.measured,
+        profiled=steps.profiled,
     )
 
 
-def _mapping(section: dict[str, Any], key: str) -> dict[str, Any]:
-    value = section.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _operators_per_step(report: LoadedReport) -> dict[str, float] | None:
+def _operators_per_step(loaded: LoadedReport) -> dict[str, float] | None:
     """Self ms per profiled step of each top operator (the report sums them over the profiled
     steps, and two runs may profile different numbers of steps)."""
-    operators = report.section("operators")
-    top = operators.get("top")
-    if not isinstance(top, list) or not top:
+    operators = loaded.report.operators
+    if operators is None or not operators.top:
         return None
-    profiled = report.section("steps").get("profiled")
-    per = profiled if isinstance(profiled, int) and profiled > 0 else 1
+    per = loaded.report.steps.profiled or 1
     found: dict[str, float] = {}
-    for op in top:
-        if isinstance(op, dict) and isinstance(op.get("name"), str) and _number(op.get("self_ms")) is not None:
-            found[op["name"]] = found.get(op["name"], 0.0) + op["self_ms"] / per
+    for op in operators.top:
+        found[op.name] = found.get(op.name, 0.0) + op.self_ms / per
     return found
 
 
-def _findings(report: LoadedReport) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for finding in report.data.get("findings") or []:
-        if isinstance(finding, dict) and isinstance(finding.get("id"), str):
-            found.setdefault(finding["id"], finding)
+def _findings(loaded: LoadedReport) -> dict[str, Finding]:
+    found: dict[str, Finding] = {}
+    for finding in loaded.report.findings:
+        found.setdefault(finding.id, finding)
     return found
 
 
 def build_diff(a: LoadedReport, b: LoadedReport) -> ReportDiff:
     diff = ReportDiff(a=_side(a), b=_side(b))
-    steps_a, steps_b = a.section("steps"), b.section("steps")
-    time_a, time_b = _mapping(steps_a, "time_ms"), _mapping(steps_b, "time_ms")
-    diff.step_time = [Change(label, _number(time_a.get(key)), _number(time_b.get(key))) for key, label in STEP_STATS]
-
-    share_a, share_b = _mapping(steps_a, "breakdown"), _mapping(steps_b, "breakdown")
-    ms_a, ms_b = _mapping(steps_a, "breakdown_ms"), _mapping(steps_b, "breakdown_ms")
-    phases = [phase for phase in PHASES if phase in share_a or phase in share_b]
-    phases += [phase for phase in {**share_a, **share_b} if phase not in phases]
-    diff.breakdown = [
-        PhaseChange(
-            phase,
-            Change(phase, _number(share_a.get(phase)), _number(share_b.get(phase))),
-            Change(phase, _number(ms_a.get(phase)), _number(ms_b.get(phase))),
-        )
-        for phase in phases
+    steps_a, steps_b = a.report.steps, b.report.steps
+    diff.step_time = [
+        Change(label, getattr(steps_a.time_ms, key) if steps_a.time_ms else None, getattr(steps_b.time_ms, key) if steps_b.time_ms else None)
+        for key, label in STEP_STATS
     ]
+    if steps_a.breakdown or steps_b.breakdown:
+        diff.breakdown = [
+            PhaseChange(
+                phase,
+                Change(phase, _phase(steps_a.breakdown, phase), _phase(steps_b.breakdown, phase)),
+                Change(phase, _phase(steps_a.breakdown_ms, phase), _phase(steps_b.breakdown_ms, phase)),
+            )
+            for phase in PHASES
+        ]
 
     ops_a, ops_b = _operators_per_step(a), _operators_per_step(b)
     if ops_a is not None and ops_b is not None:
@@ -190,22 +171,27 @@ def build_diff(a: LoadedReport, b: LoadedReport) -> ReportDiff:
     return diff
 
 
-def _finding_changes(in_a: dict[str, dict[str, Any]], in_b: dict[str, dict[str, Any]]) -> list[FindingChange]:
+def _phase(values: PhaseValues | None, phase: str) -> float | None:
+    return values.get(phase) if values else None
+
+
+def _finding_changes(in_a: dict[str, Finding], in_b: dict[str, Finding]) -> list[FindingChange]:
     changes = []
     for finding_id in [*in_b, *(i for i in in_a if i not in in_b)]:
         fa, fb = in_a.get(finding_id), in_b.get(finding_id)
-        saving_a = _number(fa.get("estimated_saving")) if fa else None
-        saving_b = _number(fb.get("estimated_saving")) if fb else None
-        severity_a, severity_b = (fa or {}).get("severity"), (fb or {}).get("severity")
+        saving_a = fa.estimated_saving if fa else None
+        saving_b = fb.estimated_saving if fb else None
+        severity_a, severity_b = (fa.severity if fa else None), (fb.severity if fb else None)
         if fa is None:
             kind = "appeared"
         elif fb is None:
             kind = "gone"
-        elif severity_a != severity_b or _round(saving_a, 3) != _round(saving_b, 3):
+        elif severity_a != severity_b or rounded(saving_a) != rounded(saving_b):
             kind = "changed"
         else:
             continue
-        title = str((fb or fa or {}).get("title") or finding_id)
+        shown = fb or fa
+        title = (shown.title if shown else "") or finding_id
         changes.append(FindingChange(finding_id, kind, title, severity_a, severity_b, saving_a, saving_b))
     order = {"appeared": 0, "changed": 1, "gone": 2}
     return sorted(changes, key=lambda change: order[change.kind])
@@ -239,7 +225,7 @@ def _saving(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     def line(row: tuple[str, ...]) -> str:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
@@ -298,14 +284,15 @@ DIFF_TEMPLATE = "diff.html.j2"
 
 def render_diff_html(diff: ReportDiff, a: LoadedReport, b: LoadedReport) -> str:
     from ..report import charts
-    from ..report.html import render_html
+    from ..report.html import render_page
+
+    def bar(loaded: LoadedReport) -> dict[str, Any] | None:
+        breakdown = loaded.report.steps.breakdown
+        return charts.breakdown_bar(dict(breakdown.items()) if breakdown else None)
 
     page = diff.to_json()
-    page["bars"] = {
-        "a": charts.breakdown_bar(a.section("steps").get("breakdown")),
-        "b": charts.breakdown_bar(b.section("steps").get("breakdown")),
-    }
-    return render_html(page, template=DIFF_TEMPLATE)
+    page["bars"] = {"a": bar(a), "b": bar(b)}
+    return render_page(DIFF_TEMPLATE, page)
 
 
 def write_diff_html(diff: ReportDiff, a: LoadedReport, b: LoadedReport, out: Path) -> Path:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any, Sequence
 
+from ..model.numbers import percentile, rounded
 from .reportfile import LoadedReport
 
 RESAMPLES = 2000
@@ -56,17 +57,14 @@ class StepSample:
 
 
 def step_sample(report: LoadedReport) -> StepSample:
-    series = report.section("steps").get("series")
-    series = series if isinstance(series, dict) else {}
-    durations = series.get("duration_ms") if isinstance(series.get("duration_ms"), list) else []
-    profiled = series.get("profiled") if isinstance(series.get("profiled"), list) else []
-    numbers = series.get("step") if isinstance(series.get("step"), list) else list(range(len(durations)))
-    stride = series.get("stride") if isinstance(series.get("stride"), int) and series.get("stride", 0) > 0 else 1
+    series = report.report.steps.series
+    durations, profiled, numbers = series.duration_ms, series.profiled, series.step
+    stride = series.stride if series.stride > 0 else 1
     kept: list[float] = []
     for index, duration in enumerate(durations):
         step = numbers[index] if index < len(numbers) else index * stride
-        was_profiled = bool(profiled[index]) if index < len(profiled) else False
-        if step == 0 or was_profiled or isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        was_profiled = profiled[index] if index < len(profiled) else False
+        if step == 0 or was_profiled or duration is None:
             continue
         if math.isfinite(duration) and duration > 0:
             kept.append(float(duration))
@@ -105,18 +103,18 @@ class RegressionResult:
         )
 
     def to_json(self) -> dict[str, Any]:
-        def rounded(value: float | None) -> float | None:
-            return None if value is None else round(value, 4)
+        def r(value: float | None) -> float | None:
+            return rounded(value, 4)
 
         return {
             "verdict": self.verdict,
-            "ratio": rounded(self.ratio),
-            "interval": None if self.low is None else [rounded(self.low), rounded(self.high)],
+            "ratio": r(self.ratio),
+            "interval": None if self.low is None else [r(self.low), r(self.high)],
             "confidence": self.confidence,
             "limit": round(self.limit, 6),
             "max_regression": self.max_regression,
-            "baseline": {"steps": self.baseline_steps, "median_ms": rounded(self.baseline_median_ms), "block_length": self.block_lengths[0]},
-            "candidate": {"steps": self.candidate_steps, "median_ms": rounded(self.candidate_median_ms), "block_length": self.block_lengths[1]},
+            "baseline": {"steps": self.baseline_steps, "median_ms": r(self.baseline_median_ms), "block_length": self.block_lengths[0]},
+            "candidate": {"steps": self.candidate_steps, "median_ms": r(self.candidate_median_ms), "block_length": self.block_lengths[1]},
             "method": "circular block bootstrap of the ratio of medians, percentile interval",
             "resamples": self.resamples,
             "reason": self.reason,
@@ -135,13 +133,12 @@ def compare_step_times(
     """The verdict on candidate vs baseline step times (each in step order)."""
     base, cand = list(baseline), list(candidate)
     limit = 1 + max_regression
-    blank = dict(max_regression=max_regression, confidence=confidence, baseline_steps=len(base), candidate_steps=len(cand), resamples=0)
     if len(base) < MIN_STEPS or len(cand) < MIN_STEPS:
         return RegressionResult(
             VERDICT_INCONCLUSIVE, ratio=None, low=None, high=None, baseline_median_ms=median(base) if base else None,
             candidate_median_ms=median(cand) if cand else None, block_lengths=(0, 0),
             reason=f"too few steady-state steps to compare (at least {MIN_STEPS} per run; run more steps, e.g. --max-steps 60)",
-            **blank,
+            max_regression=max_regression, confidence=confidence, baseline_steps=len(base), candidate_steps=len(cand), resamples=0,
         )
     base_median, cand_median = median(base), median(cand)
     ratio = cand_median / base_median
@@ -151,7 +148,7 @@ def compare_step_times(
     cand_medians = bootstrap_medians(cand, blocks[1], resamples, rng)
     ratios = sorted(c / b for c, b in zip(cand_medians, base_medians))
     tail = (1 - confidence) / 2
-    low, high = quantile(ratios, tail), quantile(ratios, 1 - tail)
+    low, high = percentile(ratios, tail), percentile(ratios, 1 - tail)
     if low > limit:
         verdict = VERDICT_REGRESSION
         reason = f"slower by more than {max_regression:.0%} (the whole interval is above the limit)"
@@ -236,10 +233,3 @@ def _ranks(values: Sequence[float]) -> list[float]:
         i = j + 1
     return ranks
 
-
-def quantile(ordered: list[float], q: float) -> float:
-    """The q-quantile of sorted values, linear between neighbours."""
-    position = q * (len(ordered) - 1)
-    below = math.floor(position)
-    above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)

@@ -1,5 +1,6 @@
-"""Loading a report.json for the gates: from a run directory or the file itself, checked enough
-that the rest of the gate code can trust its shape. Anything wrong is one line, exit status 2."""
+"""Loading a report.json for the gates: from a run directory or the file itself, decoded into the
+typed report (perfdoctor.model.report), so the rest of the gate code reads typed fields. A file
+that is not a perfdoctor.report/1 report, of whatever wrong shape, is one line, exit status 2."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from .. import jsonfile
 from ..errors import PerfdoctorError
-from ..report.json_report import SCHEMA
+from ..model.report import Report, ReportShapeError, report_from_builtins
 
 REPORT_NAME = "report.json"
 
@@ -17,16 +18,11 @@ REPORT_NAME = "report.json"
 @dataclass(frozen=True)
 class LoadedReport:
     path: Path  # the report.json file itself
-    data: dict[str, Any]
+    report: Report
 
     @property
     def run_dir(self) -> Path:
         return self.path.parent
-
-    def section(self, name: str) -> dict[str, Any]:
-        """A top-level section as a dict; {} when the report has none (null or missing)."""
-        value = self.data.get(name)
-        return value if isinstance(value, dict) else {}
 
 
 def report_file(path: Path) -> Path:
@@ -47,18 +43,12 @@ def load_report(path: Path | str) -> LoadedReport:
         raise PerfdoctorError(f"cannot read {file}: {error.strerror or error}")
     except jsonfile.UnreadableJSON as error:
         raise PerfdoctorError(f"{file} is not valid JSON: {error}")
-    return LoadedReport(path=file, data=validate_report(data, file))
+    return LoadedReport(path=file, report=decode_report(data, file))
 
 
-def validate_report(data: Any, where: Path | str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise PerfdoctorError(f"{where} is not a perfdoctor report (expected a JSON object)")
-    schema = data.get("schema")
-    if schema != SCHEMA:
-        raise PerfdoctorError(f"{where} has schema {schema!r}; this perfdoctor reads {SCHEMA!r}")
-    for name in ("steps", "dataloader", "host", "operators", "gpu"):
-        if data.get(name) is not None and not isinstance(data[name], dict):
-            raise PerfdoctorError(f"{where}: {name!r} must be an object or null")
-    if not isinstance(data.get("findings", []), list):
-        raise PerfdoctorError(f"{where}: 'findings' must be a list")
-    return data
+def decode_report(document: Any, where: Path | str) -> Report:
+    """A parsed report.json as the typed report; PerfdoctorError (exit 2) when it is not one."""
+    try:
+        return report_from_builtins(document)
+    except ReportShapeError as error:
+        raise PerfdoctorError(f"{where} {error}")

@@ -1,7 +1,7 @@
 """Chart geometry for report.html: numbers in, SVG coordinates out.
 
-Every function here takes plain report.json values and returns dicts of coordinates, colours
-and label strings; the templates turn them into `<rect>`, `<polygon>` and `<text>` elements
+Every function here takes report values (typed sections or plain numbers) and returns dicts of
+coordinates, colours and label strings; the templates turn them into `<rect>`, `<polygon>` and `<text>` elements
 (autoescaped, like every other value on the page). Nothing here writes markup, so a hostile
 name in a report can only ever reach the page as escaped text.
 
@@ -11,9 +11,14 @@ Charts are drawn in a fixed coordinate space (`viewBox`) and scale with the page
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-PHASES = ("dataloader", "forward", "backward", "optimizer", "other")
+from ..model.host import HostSummary
+from ..model.numbers import percentile
+from ..model.report import Report
+from ..model.steps import PHASES, StepSeriesSection
+
 PHASE_COLORS = {
     "dataloader": "#e8833a",
     "forward": "#4c78a8",
@@ -88,16 +93,6 @@ def tick_label(value: float, tick: float) -> str:
     return f"{value:.{decimals}f}"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def _text_width(text: str, size: float = 14) -> float:
     """About how wide `text` is in the chart's units (bold system font, 0.6 em a character)."""
     return len(text) * size * 0.6
@@ -111,8 +106,8 @@ def _short_pct(share: float) -> str:
 # Where a step goes: one horizontal bar, 100% wide, one segment per phase.
 
 
-def breakdown_bar(breakdown: Any, width: int = 960, height: int = 44) -> dict[str, Any] | None:
-    if not isinstance(breakdown, dict):
+def breakdown_bar(breakdown: Mapping[str, Any] | None, width: int = 960, height: int = 44) -> dict[str, Any] | None:
+    if breakdown is None:
         return None
     shares = {k: float(v) for k, v in breakdown.items() if finite(v) and v > 0}
     total = sum(shares.values())
@@ -142,14 +137,9 @@ def breakdown_bar(breakdown: Any, width: int = 960, height: int = 44) -> dict[st
 # Step timeline: per-step stacked bars (or stacked areas for long series).
 
 
-def series_phases(series: dict[str, Any], n: int) -> list[str]:
-    """Phases with one value per step: the `<phase>_ms` lists of `steps.series`."""
-    found = [
-        key[: -len("_ms")]
-        for key, values in series.items()
-        if key.endswith("_ms") and key != "duration_ms" and isinstance(values, list) and len(values) == n
-    ]
-    return ordered_phases(found)
+def series_phases(series: StepSeriesSection, n: int) -> list[str]:
+    """Phases with one value per step in `steps.series`."""
+    return [phase for phase in PHASES if len(series.phase_ms(phase)) == n]
 
 
 def _runs(flags: list[bool]) -> list[tuple[int, int]]:
@@ -172,35 +162,33 @@ def _fmt_ms(value: float) -> str:
     return f"{value:.2f} ms"
 
 
-def step_timeline(series: Any, max_bars: int = MAX_BARS) -> dict[str, Any] | None:
-    if not isinstance(series, dict):
-        return None
-    steps = series.get("step")
-    durations = series.get("duration_ms")
-    if not isinstance(steps, list) or not steps:
-        if isinstance(durations, list) and durations:
+def step_timeline(series: StepSeriesSection, max_bars: int = MAX_BARS) -> dict[str, Any] | None:
+    steps: list[int] = series.step
+    durations = series.duration_ms
+    if not steps:
+        if durations:
             steps = list(range(len(durations)))
         else:
             return None
     n = len(steps)
-    stride = series.get("stride") if finite(series.get("stride")) and series.get("stride") >= 1 else 1
+    stride = series.stride if series.stride >= 1 else 1
     phases = series_phases(series, n)
     if phases:
-        columns = {p: [max(0.0, _num(v)) for v in series[f"{p}_ms"]] for p in phases}
+        columns = {p: [max(0.0, _num(v)) for v in series.phase_ms(p)] for p in phases}
         colors = {p: phase_color(p, i) for i, p in enumerate(phases)}
-    elif isinstance(durations, list) and len(durations) == n:
+    elif len(durations) == n:
         phases = ["step"]
         columns = {"step": [max(0.0, _num(v)) for v in durations]}
         colors = {"step": STEP_COLOR}
     else:
         return None
     totals = [sum(columns[p][i] for p in phases) for i in range(n)]
-    if isinstance(durations, list) and len(durations) == n:
+    if len(durations) == n:
         # The step's own duration when it is known: phases should add up to it, but a series
         # from another source may not have every phase.
         totals = [max(t, _num(d)) for t, d in zip(totals, durations)]
     peak = max(totals) if totals else 0.0
-    ordinary = percentile(totals, 0.95) * CLIP_FACTOR
+    ordinary = percentile(sorted(totals), 0.95) * CLIP_FACTOR if totals else 0.0
     clip = ordinary if 0 < ordinary < peak else None
     top, tick = nice_ceiling(clip if clip else peak)
 
@@ -213,8 +201,7 @@ def step_timeline(series: Any, max_bars: int = MAX_BARS) -> dict[str, Any] | Non
     def y_of(value: float) -> float:
         return y0 + plot_h - min(value, top) / top * plot_h
 
-    profiled = series.get("profiled")
-    profiled = [bool(f) for f in profiled] if isinstance(profiled, list) and len(profiled) == n else [False] * n
+    profiled = [bool(f) for f in series.profiled] if len(series.profiled) == n else [False] * n
     bands = [{"x": _r(x0 + a * slot), "w": _r(max(1.0, (b - a) * slot)), "steps": (steps[a], steps[b - 1])} for a, b in _runs(profiled)]
 
     mode = "bars" if n <= max_bars else "area"
@@ -357,17 +344,17 @@ def line_chart(
     }
 
 
-def host_charts(host: Any) -> dict[str, Any]:
+def host_charts(host: HostSummary | None) -> dict[str, Any]:
     """CPU in cores busy (system, this process, its workers) and resident memory, over time."""
-    if not isinstance(host, dict) or not isinstance(host.get("timeline"), dict):
+    if host is None:
         return {"cpu": None, "rss": None}
-    timeline = host["timeline"]
-    cores = host.get("logical_cores") if finite(host.get("logical_cores")) else None
-    usable = host.get("usable_cores") if finite(host.get("usable_cores")) else cores
+    timeline = host.timeline
+    cores = host.logical_cores
+    usable = host.usable_cores or cores
 
     def scaled(name: str, factor: float) -> list[Any]:
-        values = timeline.get(name)
-        return [v * factor if finite(v) else None for v in values] if isinstance(values, list) else []
+        values: list[float | None] = getattr(timeline, name)
+        return [v * factor if v is not None and finite(v) else None for v in values]
 
     lines = []
     if cores:
@@ -376,9 +363,9 @@ def host_charts(host: Any) -> dict[str, Any]:
     lines.append({"label": "this process", "color": "#4c78a8", "values": scaled("process_cpu", 0.01)})
     lines.append({"label": "DataLoader workers & children", "color": "#e8833a", "values": scaled("children_cpu", 0.01)})
     guides = [{"value": usable, "label": f"{usable:g} usable cores"}] if usable else []
-    cpu = line_chart(timeline.get("t_s"), lines, floor_top=float(usable or 1), guides=guides)
+    cpu = line_chart(timeline.t_s, lines, floor_top=float(usable or 1), guides=guides)
     rss = line_chart(
-        timeline.get("t_s"),
+        timeline.t_s,
         [{"label": "resident memory (MiB)", "color": "#54a24b", "values": scaled("rss_mb", 1.0)}],
         size=(960, 160),
     )
@@ -399,14 +386,13 @@ def sparkline(values: Any, width: int = 160, height: int = 28) -> dict[str, Any]
     return {"width": width, "height": height, "points": points, "min": lo, "max": hi, "mean": sum(numbers) / len(numbers), "count": len(numbers)}
 
 
-def build(report: dict[str, Any]) -> dict[str, Any]:
+def build(report: Report) -> dict[str, Any]:
     """Every chart the page draws, from the report alone."""
-    steps = report.get("steps") if isinstance(report.get("steps"), dict) else {}
-    operators = report.get("operators") if isinstance(report.get("operators"), dict) else {}
-    breakdown = steps.get("breakdown") or operators.get("breakdown")
+    steps, operators = report.steps, report.operators
+    breakdown = steps.breakdown or (operators.breakdown if operators else None)
     return {
-        "breakdown": breakdown_bar(breakdown),
-        "breakdown_source": "steps" if steps.get("breakdown") else ("trace" if operators.get("breakdown") else None),
-        "timeline": step_timeline(steps.get("series")),
-        "host": host_charts(report.get("host")),
+        "breakdown": breakdown_bar(dict(breakdown.items()) if breakdown else None),
+        "breakdown_source": "steps" if steps.breakdown else ("trace" if breakdown else None),
+        "timeline": step_timeline(steps.series),
+        "host": host_charts(report.host),
     }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
+
+from ..model.report import Report
+from .renderer import AnalysedRun, Renderer
 
 MAX_FINDINGS = 5
 
@@ -12,39 +16,55 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.0f}%"
 
 
-def print_summary(report: dict[str, Any], out_dir: Path, stream: TextIO, tensorboard: bool = True) -> None:
-    run, steps = report["run"], report["steps"]
-    name = run.get("script") or run.get("module") or "trace"
+def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> list[str]:
+    run, steps = report.run, report.steps
+    name = run.script or run.module or "trace"
     lines = []
-    head = f"perfdoctor: {name} {run['status']}"
-    if run.get("exit_code") not in (None, 0):
-        head += f" (exit status {run['exit_code']})"
-    if run.get("duration_s") is not None:
-        head += f" in {run['duration_s']:.1f} s"
-    time_ms = steps.get("time_ms")
-    if time_ms:
-        head += f"; {steps['count']} steps, {time_ms['p50']:.1f} ms/step (median, p95 {time_ms['p95']:.1f})"
-    elif steps.get("count") == 0:
+    head = f"perfdoctor: {name} {run.status}"
+    if run.exit_code not in (None, 0):
+        head += f" (exit status {run.exit_code})"
+    if run.duration_s is not None:
+        head += f" in {run.duration_s:.1f} s"
+    time_ms = steps.time_ms
+    if time_ms and time_ms.p50 is not None and time_ms.p95 is not None:
+        head += f"; {steps.count} steps, {time_ms.p50:.1f} ms/step (median, p95 {time_ms.p95:.1f})"
+    elif steps.count == 0:
         head += "; no training step seen"
     lines.append(head)
-    breakdown = steps.get("breakdown")
-    if breakdown:
-        lines.append("  where a step goes: " + " · ".join(f"{phase} {_pct(share)}" for phase, share in breakdown.items()))
-    findings = report.get("findings") or []
+    if steps.breakdown:
+        lines.append("  where a step goes: " + " · ".join(f"{phase} {_pct(share)}" for phase, share in steps.breakdown.items()))
+    findings = report.findings
     if findings:
         lines.append("  findings:")
         for finding in findings[:MAX_FINDINGS]:
             lines.append(
-                f"    [{finding['severity']}] {finding['id']}: {finding['title']} "
-                f"(saves up to {_pct(finding['estimated_saving'])})"
+                f"    [{finding.severity}] {finding.id}: {finding.title} "
+                f"(saves up to {_pct(finding.estimated_saving)})"
             )
         if len(findings) > MAX_FINDINGS:
             lines.append(f"    ... and {len(findings) - MAX_FINDINGS} more in the report")
     else:
         lines.append("  findings: none; nothing measured here calls for a change")
-    for note in report.get("notes") or []:
+    for note in report.notes:
         lines.append(f"  note: {note}")
     lines.append(f"  report: {out_dir / 'report.html'}  (data: {out_dir / 'report.json'})")
     if tensorboard:
         lines.append(f"  traces and scalars: tensorboard --logdir {out_dir / 'tb'}")
-    print("\n".join(lines), file=stream)
+    return lines
+
+
+def print_summary(report: Report, out_dir: Path, stream: TextIO, tensorboard: bool = True) -> None:
+    print("\n".join(summary_lines(report, out_dir, tensorboard)), file=stream)
+
+
+class ConsoleRenderer(Renderer):
+    """The summary on a stream (stderr by default: stdout belongs to the script)."""
+
+    output = "the console summary"
+
+    def __init__(self, stream: TextIO | None = None, tensorboard: bool = True) -> None:
+        self.stream = stream
+        self.tensorboard = tensorboard
+
+    def render(self, run: AnalysedRun, out: Path) -> None:
+        print_summary(run.report, out, self.stream or sys.stderr, tensorboard=self.tensorboard)

@@ -1,138 +1,165 @@
 """report.json, schema `perfdoctor.report/1`: the contract that CI and other tools read.
 
-Fields are only ever added; a rename bumps the schema number.
+`build_report` turns the analysed run into the typed Report (values rounded for people, long
+per-step series thinned); the renderer encodes that model, nothing else. The schema is
+documented in docs/contracts.md and docs/report.schema.json; fields are only ever added.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from ..analysis.rundata import RunData
-from ..rules.base import Finding
+from ..model.dataloader import DataLoaderSection, EpochStats, LoaderEntry
+from ..model.finding import Finding
+from ..model.host import HostSummary, HostTimeline
+from ..model.numbers import rounded
+from ..model.operators import OperatorRow, OperatorsSection
+from ..model.report import SCHEMA, Report, report_to_builtins
+from ..model.steps import PHASES, StepSeriesSection, StepsSection, StepTimes
 from ..stream.atomic import write_json
+from .renderer import AnalysedRun, Renderer
 
-SCHEMA = "perfdoctor.report/1"
-
-
-def _r(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
-def build_report(data: RunData, findings: list[Finding]) -> dict[str, Any]:
-    run = data.run
-    steps = data.steps
-    return {
-        "schema": SCHEMA,
-        "run": {
-            "script": run.script,
-            "module": run.module,
-            "argv": run.argv,
-            "exit_code": run.exit_code,
-            "status": run.status,
-            "started": run.started,
-            "duration_s": run.duration_s,
-            "ranks": run.ranks,
-            "error": run.error,
-            "max_steps": run.max_steps,
-            "source": run.source,
-        },
-        "environment": data.environment,
-        "steps": {
-            "count": steps.count,
-            "profiled": steps.profiled,
-            "measured": steps.measured,
-            "excluded": steps.excluded,
-            "mode": data.series.mode,
-            "source": steps.source,
-            "time_ms": None
-            if steps.mean_ms is None
-            else {
-                "mean": _r(steps.mean_ms),
-                "p50": _r(steps.p50_ms),
-                "p95": _r(steps.p95_ms),
-                "min": _r(steps.min_ms),
-                "max": _r(steps.max_ms),
-            },
-            "breakdown": None if steps.breakdown is None else {k: _r(v, 4) for k, v in steps.breakdown.items()},
-            "breakdown_ms": None if steps.breakdown_ms is None else {k: _r(v) for k, v in steps.breakdown_ms.items()},
-            "other_parts": None if steps.other_parts is None else {k: _r(v, 4) for k, v in steps.other_parts.items()},
-            "series": _series(data),
-        },
-        "dataloader": {
-            "loaders": [
-                {
-                    "id": loader.loader_id,
-                    "args": loader.args,
-                    "dataset": loader.dataset,
-                    "batches": loader.batches,
-                    "wait_total_ms": _r(loader.wait_total_ms),
-                    "wait_p50_ms": _r(loader.wait_p50_ms),
-                    "wait_p95_ms": _r(loader.wait_p95_ms),
-                    "epochs": [
-                        {key: _r(value) if isinstance(value, float) else value for key, value in dataclasses.asdict(epoch).items()}
-                        for epoch in loader.epochs
-                    ],
-                }
-                for loader in data.dataloaders
-            ]
-        },
-        "host": None if data.host is None else _host(data),
-        "operators": None if data.trace is None else _operators(data),
-        "profiler": data.profiler,
-        "gpu": data.gpu,
-        "ddp": data.ddp,
-        "notes": data.notes,
-        "findings": [finding.to_json() for finding in findings],
-    }
-
+__all__ = ["SCHEMA", "JsonRenderer", "build_report", "write_report_json"]
 
 MAX_SERIES_POINTS = 1000  # the per-step series is thinned to about this many steps for charts
 
 
-def _series(data: RunData) -> dict[str, Any]:
+def build_report(data: RunData, findings: list[Finding]) -> Report:
+    steps = data.steps
+    return Report(
+        schema=SCHEMA,
+        run=data.run,
+        environment=data.environment,
+        steps=StepsSection(
+            count=steps.count,
+            profiled=steps.profiled,
+            measured=steps.measured,
+            excluded=steps.excluded,
+            mode=data.series.mode,
+            source=steps.source,
+            time_ms=None
+            if steps.mean_ms is None
+            else StepTimes(
+                mean=rounded(steps.mean_ms),
+                p50=rounded(steps.p50_ms),
+                p95=rounded(steps.p95_ms),
+                min=rounded(steps.min_ms),
+                max=rounded(steps.max_ms),
+            ),
+            breakdown=steps.breakdown.rounded(4) if steps.breakdown else None,
+            breakdown_ms=steps.breakdown_ms.rounded(3) if steps.breakdown_ms else None,
+            other_parts=msgspec.structs.replace(
+                steps.other_parts,
+                before_forward=round(steps.other_parts.before_forward, 4),
+                loss=round(steps.other_parts.loss, 4),
+            )
+            if steps.other_parts
+            else None,
+            series=_series(data),
+        ),
+        dataloader=DataLoaderSection(
+            loaders=[
+                LoaderEntry(
+                    id=loader.loader_id,
+                    args=loader.args,
+                    dataset=loader.dataset,
+                    batches=loader.batches,
+                    wait_total_ms=round(loader.wait_total_ms, 3),
+                    wait_p50_ms=rounded(loader.wait_p50_ms),
+                    wait_p95_ms=rounded(loader.wait_p95_ms),
+                    epochs=[
+                        EpochStats(
+                            first_batch_ms=rounded(epoch.first_batch_ms),
+                            iter_ms=round(epoch.iter_ms, 3),
+                            batches=epoch.batches,
+                            wait_ms=round(epoch.wait_ms, 3),
+                            end_ms=round(epoch.end_ms, 3),
+                        )
+                        for epoch in loader.epochs
+                    ],
+                )
+                for loader in data.dataloaders
+            ]
+        ),
+        host=None if data.host is None else _host(data.host),
+        operators=None if data.trace is None else _operators(data),
+        profiler=data.profiler,
+        gpu=data.gpu,
+        ddp=data.ddp,
+        notes=data.notes,
+        findings=[msgspec.structs.replace(finding, estimated_saving=round(finding.estimated_saving, 4)) for finding in findings],
+    )
+
+
+def _series(data: RunData) -> StepSeriesSection:
     series = data.series
     stride = max(1, -(-len(series) // MAX_SERIES_POINTS))
     picked = range(0, len(series), stride)
-    return {
-        "stride": stride,
-        "step": list(picked),
-        "duration_ms": [_r(series.duration_ms[i]) for i in picked],
-        "profiled": [series.profiled[i] for i in picked],
-        **{f"{phase}_ms": [_r(values[i]) for i in picked] for phase, values in series.phases_ms.items()},
-    }
+    phases = {f"{phase}_ms": [rounded(series.phases_ms[phase][i]) for i in picked] for phase in PHASES}
+    return StepSeriesSection(
+        stride=stride,
+        step=list(picked),
+        duration_ms=[rounded(series.duration_ms[i]) for i in picked],
+        profiled=[series.profiled[i] for i in picked],
+        **phases,
+    )
 
 
-def _host(data: RunData) -> dict[str, Any]:
-    host = data.host
-    assert host is not None
-    fields = dataclasses.asdict(host)
-    timeline = fields.pop("timeline")
-    summary = {key: _r(value) if isinstance(value, float) else value for key, value in fields.items()}
-    summary["timeline"] = {key: [_r(v, 2) for v in values] for key, values in timeline.items()}
-    return summary
+def _host(host: HostSummary) -> HostSummary:
+    def r(value: float | None) -> float | None:
+        return rounded(value)
+
+    timeline = host.timeline
+    return msgspec.structs.replace(
+        host,
+        interval_s=round(host.interval_s, 3),
+        process_cpu_mean=r(host.process_cpu_mean),
+        children_cpu_mean=r(host.children_cpu_mean),
+        system_cpu_mean=r(host.system_cpu_mean),
+        system_cpu_p90=r(host.system_cpu_p90),
+        saturated_share=r(host.saturated_share),
+        involuntary_switches_per_s=r(host.involuntary_switches_per_s),
+        timeline=HostTimeline(
+            t_s=[round(v, 2) for v in timeline.t_s],
+            system_cpu=[rounded(v, 2) for v in timeline.system_cpu],
+            process_cpu=[rounded(v, 2) for v in timeline.process_cpu],
+            children_cpu=[rounded(v, 2) for v in timeline.children_cpu],
+            rss_mb=[rounded(v, 2) for v in timeline.rss_mb],
+        ),
+    )
 
 
-def _operators(data: RunData) -> dict[str, Any]:
+def _operators(data: RunData) -> OperatorsSection:
     trace = data.trace
     assert trace is not None
-    return {
-        "trace_files": trace.files,
-        "windows": trace.windows,
-        "step_ms": _r(trace.step_ms),
-        "ops_per_step": _r(trace.ops_per_step, 1),
-        "median_op_us": _r(trace.median_op_us, 2),
-        "small_op_share": _r(trace.small_op_share, 4),
-        "gap_share": _r(trace.gap_share, 4),
-        "breakdown": trace.breakdown,
-        "skipped": trace.skipped,
-        "top": [
-            {"name": op.name, "calls": op.calls, "self_ms": _r(op.self_ms), "total_ms": _r(op.total_ms), "input_dims": op.input_dims}
+    return OperatorsSection(
+        trace_files=trace.files,
+        windows=trace.windows,
+        step_ms=rounded(trace.step_ms),
+        ops_per_step=rounded(trace.ops_per_step, 1),
+        median_op_us=rounded(trace.median_op_us, 2),
+        small_op_share=rounded(trace.small_op_share, 4),
+        gap_share=rounded(trace.gap_share, 4),
+        breakdown=trace.breakdown,
+        skipped=trace.skipped,
+        top=[
+            OperatorRow(name=op.name, calls=op.calls, self_ms=round(op.self_ms, 3), total_ms=round(op.total_ms, 3), input_dims=op.input_dims)
             for op in trace.top_operators
         ],
-    }
+    )
 
 
-def write_report_json(report: dict[str, Any], path: Path) -> Path:
-    return write_json(path, report)
+def write_report_json(report: Report, path: Path) -> Path:
+    """Atomically: a reader (`check` in CI) never sees half a report."""
+    return write_json(path, report_to_builtins(report))
+
+
+class JsonRenderer(Renderer):
+    output = "report.json"
+    essential = True
+
+    def render(self, run: AnalysedRun, out: Path) -> None:
+        write_report_json(run.report, out / self.output)

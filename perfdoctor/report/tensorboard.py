@@ -172,12 +172,17 @@ def write_scalars(data: RunData, folder: Path) -> None:
         host = data.host
         if host is not None:
             timeline = host.timeline
-            for i, t_s in enumerate(timeline.get("t_s", [])):
+            for i, t_s in enumerate(timeline.t_s):
                 wall = started + t_s
-                writer.add("host/system_cpu_percent", timeline["system_cpu"][i], i, wall)
-                writer.add("host/process_cpu_percent", timeline["process_cpu"][i], i, wall)
-                writer.add("host/workers_cpu_percent", timeline["children_cpu"][i], i, wall)
-                writer.add("host/rss_mb", timeline["rss_mb"][i], i, wall)
+                for tag, column in (
+                    ("host/system_cpu_percent", timeline.system_cpu),
+                    ("host/process_cpu_percent", timeline.process_cpu),
+                    ("host/workers_cpu_percent", timeline.children_cpu),
+                    ("host/rss_mb", timeline.rss_mb),
+                ):
+                    value = column[i]
+                    if value is not None:
+                        writer.add(tag, value, i, wall)
     finally:
         writer.close()
 

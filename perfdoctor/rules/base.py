@@ -3,6 +3,11 @@
 A rule looks at one RunData and returns a Finding when, and only when, this run's measurements
 show the problem. Its thresholds are a dataclass of named, documented defaults that a user can
 override from `[tool.perfdoctor.rules.<rule-id>]` in pyproject.toml.
+
+A rule never calls another rule. When two rules can speak about the same cause, the one whose
+advice comes first names the other in `defers_to`; the engine (registry.py) then drops its
+finding whenever a rule it defers to reported one. Both keep their own thresholds, and
+disabling either leaves the other free to speak.
 """
 
 from __future__ import annotations
@@ -12,51 +17,30 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..analysis.rundata import RunData
+from ..model.finding import SEVERITIES, Finding, Severity
 
-SEVERITIES = ("critical", "warning", "info")
+__all__ = [
+    "CRITICAL_SAVING", "SEVERITIES", "TUNING_GUIDE", "WARNING_SAVING", "Finding", "NoThresholds", "Rule",
+    "severity_at_most", "severity_for", "thresholds_with",
+]
+
 CRITICAL_SAVING = 0.30  # an estimated saving at or above this is critical
 WARNING_SAVING = 0.10  # ... at or above this a warning; below, info
 TUNING_GUIDE = "https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html"
 
 
-def severity_at_most(saving: float, cap: str) -> str:
+def severity_at_most(saving: float, cap: Severity) -> Severity:
     """severity_for(saving), but no higher than `cap` (for advice that changes numerics)."""
     severity = severity_for(saving)
     return severity if SEVERITIES.index(severity) >= SEVERITIES.index(cap) else cap
 
 
-def severity_for(saving: float) -> str:
+def severity_for(saving: float) -> Severity:
     if saving >= CRITICAL_SAVING:
         return "critical"
     if saving >= WARNING_SAVING:
         return "warning"
     return "info"
-
-
-@dataclass
-class Finding:
-    id: str
-    severity: str
-    title: str
-    evidence: dict[str, Any]
-    estimated_saving: float
-    advice: str
-    fix: str
-    docs: str
-    area: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "severity": self.severity,
-            "title": self.title,
-            "evidence": self.evidence,
-            "estimated_saving": round(self.estimated_saving, 4),
-            "advice": self.advice,
-            "fix": self.fix,
-            "docs": self.docs,
-            "area": self.area,
-        }
 
 
 @dataclass(frozen=True)
@@ -65,12 +49,19 @@ class NoThresholds:
 
 
 class Rule:
-    """Subclass, set the class attributes, and implement `check`."""
+    """Subclass, set the class attributes, and implement `check`.
+
+    A subclass with an `id` of its own, in a module of the perfdoctor.rules package, is a
+    built-in rule: the registry finds it, nothing else needs to list it.
+    """
 
     id: ClassVar[str]
     area: ClassVar[str]
     docs: ClassVar[str] = TUNING_GUIDE  # where a user reads more (PyTorch's own documentation)
     Thresholds: ClassVar[type] = NoThresholds
+    # Ids of rules whose finding makes this one's redundant (they name the cause more precisely,
+    # or their fix comes first): when one of them reports, this rule's finding is dropped.
+    defers_to: ClassVar[tuple[str, ...]] = ()
 
     def check(self, data: RunData, limits: Any) -> Finding | None:
         raise NotImplementedError
@@ -83,7 +74,7 @@ class Rule:
         saving: float,
         advice: str,
         fix: str,
-        severity: str | None = None,
+        severity: Severity | None = None,
     ) -> Finding:
         saving = min(1.0, max(0.0, saving))
         return Finding(
@@ -132,9 +123,3 @@ def _coerce(rule_id: str, name: str, default: Any, value: Any) -> Any:
 
         raise PerfdoctorError(f"threshold {rule_id}.{name} must be a {type(default).__name__}, got {value!r}")
     return value
-
-
-def evidence_round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-

@@ -7,14 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.rundata import RunData
-from .base import Finding, Rule, evidence_round
+from ..model.numbers import rounded
+from .base import Finding, Rule
 from .dataloader import usable_cores
 
 
 def compute_share(data: RunData) -> float:
     """Share of step time in the model and optimizer: what intra-op threads speed up."""
-    breakdown = data.steps.breakdown or {}
-    return sum(breakdown.get(phase, 0.0) for phase in ("forward", "backward", "optimizer"))
+    breakdown = data.steps.breakdown
+    return breakdown.forward + breakdown.backward + breakdown.optimizer if breakdown else 0.0
 
 
 class CpuThreadOversubscription(Rule):
@@ -30,18 +31,19 @@ class CpuThreadOversubscription(Rule):
         min_measured_slowdown: float = 1.10  # the thread probe must show at least this cost
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        threads = (data.environment.get("threads") or {}).get("intra_op")
+        environment = data.environment
+        threads = environment.intra_op_threads()
         if not threads:
             return None
         cores = usable_cores(data)
-        local_processes = max(1, int((data.environment.get("env") or {}).get("LOCAL_WORLD_SIZE") or 1))
+        local_processes = max(1, int(environment.env_var("LOCAL_WORLD_SIZE") or 1))
         total = threads * local_processes
         if total <= limits.max_threads_per_core * cores:
             return None
-        probe = data.environment.get("thread_probe") or {}
+        probe = environment.thread_probe
         slowdown = None
-        if probe.get("ms_at_cores"):
-            slowdown = probe["ms_at_threads"] / probe["ms_at_cores"]
+        if probe and probe.ms_at_cores:
+            slowdown = probe.ms_at_threads / probe.ms_at_cores
             if slowdown < limits.min_measured_slowdown:
                 return None  # oversubscribed on paper, but this machine shows no cost: stay quiet
         share = compute_share(data)
@@ -52,13 +54,13 @@ class CpuThreadOversubscription(Rule):
             "intra_op_threads": threads,
             "processes_on_this_machine": local_processes,
             "usable_cores": cores,
-            "threads_per_core": evidence_round(total / cores, 2),
-            "compute_share": evidence_round(share, 4),
-            "measured_slowdown": evidence_round(slowdown, 2),
-            "env_OMP_NUM_THREADS": (data.environment.get("env") or {}).get("OMP_NUM_THREADS"),
+            "threads_per_core": rounded(total / cores, 2),
+            "compute_share": rounded(share, 4),
+            "measured_slowdown": rounded(slowdown, 2),
+            "env_OMP_NUM_THREADS": environment.env_var("OMP_NUM_THREADS"),
         }
         if data.host and data.host.involuntary_switches_per_s is not None:
-            evidence["involuntary_context_switches_per_s"] = evidence_round(data.host.involuntary_switches_per_s, 1)
+            evidence["involuntary_context_switches_per_s"] = rounded(data.host.involuntary_switches_per_s, 1)
         measured = (
             f"; the same conv and matmul work ran {slowdown:.1f}x slower at {threads} threads than at {per_process} on this machine"
             if slowdown
@@ -98,9 +100,9 @@ class MainLoopPreprocessing(Rule):
         if not steps.breakdown or not steps.mean_ms or steps.other_parts is None:
             return None
         parts = steps.other_parts
-        loss = parts.get("loss", 0.0)
-        before_forward = parts.get("before_forward", 0.0)
-        loop_share = max(0.0, steps.breakdown["other"] - loss)
+        loss = parts.loss
+        before_forward = parts.before_forward
+        loop_share = max(0.0, steps.breakdown.other - loss)
         loop_ms = loop_share * steps.mean_ms
         if loop_share < limits.min_share or loop_ms < limits.min_ms:
             return None
@@ -112,12 +114,12 @@ class MainLoopPreprocessing(Rule):
         return self.finding(
             title=f"{loop_share:.0%} of each step is work in the training loop itself, outside the DataLoader and the model",
             evidence={
-                "loop_share": evidence_round(loop_share, 4),
-                "loop_per_step_ms": evidence_round(loop_ms),
-                "before_forward_share": evidence_round(before_forward, 4),
-                "loss_share": evidence_round(loss, 4),
-                "step_ms": evidence_round(steps.mean_ms),
-                "dataloader_share": evidence_round(steps.breakdown["dataloader"], 4),
+                "loop_share": rounded(loop_share, 4),
+                "loop_per_step_ms": rounded(loop_ms),
+                "before_forward_share": rounded(before_forward, 4),
+                "loss_share": rounded(loss, 4),
+                "step_ms": rounded(steps.mean_ms),
+                "dataloader_share": rounded(steps.breakdown.dataloader, 4),
             },
             saving=loop_share - limits.residual_share,
             advice=(
@@ -166,13 +168,13 @@ class HostOverheadBound(Rule):
         return self.finding(
             title=f"Many tiny operators: {trace.ops_per_step:.0f} ops per step, median {trace.median_op_us:.0f} µs each",
             evidence={
-                "ops_per_step": evidence_round(trace.ops_per_step, 1),
-                "median_op_us": evidence_round(trace.median_op_us, 2),
-                "small_op_share": evidence_round(trace.small_op_share, 4),
-                "gap_share": evidence_round(trace.gap_share, 4),
-                "overhead_share": evidence_round(overhead, 4),
+                "ops_per_step": rounded(trace.ops_per_step, 1),
+                "median_op_us": rounded(trace.median_op_us, 2),
+                "small_op_share": rounded(trace.small_op_share, 4),
+                "gap_share": rounded(trace.gap_share, 4),
+                "overhead_share": rounded(overhead, 4),
                 "batch_size": batch,
-                "profiled_step_ms": evidence_round(trace.step_ms),
+                "profiled_step_ms": rounded(trace.step_ms),
             },
             saving=overhead * limits.recoverable,
             advice=(
@@ -183,6 +185,3 @@ class HostOverheadBound(Rule):
             ),
             fix="model = torch.compile(model)  # fuses small ops; or raise batch_size so each op does more work",
         )
-
-
-RULES = [CpuThreadOversubscription, MainLoopPreprocessing, HostOverheadBound]

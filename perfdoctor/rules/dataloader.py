@@ -1,5 +1,6 @@
-"""Data-loading rules: the step waits on batches, worker start-up paid every epoch, and waits
-that more workers cannot fix because every core is already busy.
+"""Data-loading rules: the step waits on batches, worker start-up paid every epoch, waits that
+more workers cannot fix because every core is already busy, and batches copied to the GPU from
+pageable memory because the DataLoader does not pin them.
 
 Savings are Amdahl-style bounds from this run's numbers. With `k` workers that each need `P` ms
 to produce a batch and a step that computes for `C` ms, batches arrive every `P / k` ms, so the
@@ -12,14 +13,15 @@ from dataclasses import dataclass
 
 from ..analysis.dataloader import busiest_loader
 from ..analysis.rundata import LoaderSummary, RunData
-from .base import Finding, Rule, evidence_round
+from ..model.gpu import GpuSteps
+from ..model.numbers import rounded
+from .base import Finding, Rule
 
 MAX_SUGGESTED_WORKERS = 8
 
 
 def usable_cores(data: RunData) -> int:
-    cpu = data.environment.get("cpu") or {}
-    return int(cpu.get("usable_cores") or cpu.get("logical_cores") or (data.host.usable_cores if data.host else 0) or 1)
+    return int(data.environment.usable_cores() or (data.host.usable_cores if data.host else 0) or 1)
 
 
 def wait_numbers(data: RunData, loader: LoaderSummary) -> tuple[float, float, float] | None:
@@ -37,7 +39,7 @@ def wait_numbers(data: RunData, loader: LoaderSummary) -> tuple[float, float, fl
     if loader.wait_total_ms > 0:
         first_batches = loader.epoch_start_wait_ms if len(loader.epochs) > 1 else 0.0
         starved = max(0.0, loader.wait_total_ms - first_batches - loader.ready_wait_ms) / loader.wait_total_ms
-    return steps.breakdown["dataloader"] * starved, steps.breakdown_ms["dataloader"] * starved, steps.mean_ms
+    return steps.breakdown.dataloader * starved, steps.breakdown_ms.dataloader * starved, steps.mean_ms
 
 
 def waiting_on(data: RunData, min_share: float, min_ms: float) -> tuple[LoaderSummary, float, float, float] | None:
@@ -57,15 +59,15 @@ def wait_evidence(
 ) -> dict[str, object]:
     """The measurements both waiting rules report."""
     evidence: dict[str, object] = {
-        "wait_share": evidence_round(share, 4),
-        "wait_per_step_ms": evidence_round(wait_ms),
-        "step_ms": evidence_round(step_ms),
+        "wait_share": rounded(share, 4),
+        "wait_per_step_ms": rounded(wait_ms),
+        "step_ms": rounded(step_ms),
         "num_workers": loader.num_workers,
         "usable_cores": cores,
-        "cores_busy_during_waits_share": evidence_round(loader.cores_busy_in_waits, 3),
+        "cores_busy_during_waits_share": rounded(loader.cores_busy_in_waits, 3),
     }
     if busy is not None:
-        evidence["worker_cpu_percent"] = evidence_round(busy, 1)
+        evidence["worker_cpu_percent"] = rounded(busy, 1)
     return evidence
 
 
@@ -93,10 +95,6 @@ def loader_call(args: dict[str, object], **changes: object) -> str:
     return f"loader = DataLoader(\n    dataset,\n{lines})"
 
 
-def cores_saturated(loader: LoaderSummary, limit: float) -> bool:
-    return loader.cores_busy_in_waits is not None and loader.cores_busy_in_waits >= limit
-
-
 class DataLoaderBottleneck(Rule):
     """The training step waits on the DataLoader for a large share of its time."""
 
@@ -109,7 +107,6 @@ class DataLoaderBottleneck(Rule):
         min_wait_share: float = 0.10  # share of step time spent waiting for batches
         min_wait_ms: float = 0.5  # ... and at least this much per step
         min_saving: float = 0.05  # report only if more workers would save this share
-        cores_busy_share: float = 0.90  # above this the cores are saturated: the other rule speaks
         io_bound_worker_cpu: float = 50.0  # workers below this % of a core wait on I/O, not CPU
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
@@ -117,8 +114,8 @@ class DataLoaderBottleneck(Rule):
         if waiting is None:
             return None
         loader, share, wait_ms, step_ms = waiting
-        if cores_saturated(loader, limits.cores_busy_share):
-            return None  # dataloader-cpu-saturated: more workers would not help
+        if loader.cores_saturated:
+            return None  # more workers would not help (dataloader-cpu-saturated's advice)
         cores = usable_cores(data)
         workers = loader.num_workers
         busy = workers_busy_percent(data, loader)
@@ -140,10 +137,10 @@ class DataLoaderBottleneck(Rule):
         args = loader.args
         evidence = {
             **wait_evidence(loader, share, wait_ms, step_ms, cores, busy),
-            "compute_per_step_ms": evidence_round(compute_ms),
+            "compute_per_step_ms": rounded(compute_ms),
             "suggested_num_workers": suggested,
             "batch_size": args.get("batch_size"),
-            "batch_wait_p50_ms": evidence_round(loader.wait_p50_ms),
+            "batch_wait_p50_ms": rounded(loader.wait_p50_ms),
         }
         if workers == 0:
             advice = (
@@ -192,17 +189,16 @@ class DataLoaderCpuSaturated(Rule):
     class Thresholds:
         min_wait_share: float = 0.10
         min_wait_ms: float = 0.5
-        cores_busy_share: float = 0.90  # share of all cores' time busy while the step waited
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
         waiting = waiting_on(data, limits.min_wait_share, limits.min_wait_ms)
         if waiting is None:
             return None
         loader, share, wait_ms, step_ms = waiting
-        if not cores_saturated(loader, limits.cores_busy_share):
+        if not loader.cores_saturated:
             return None
         cores = usable_cores(data)
-        threads = (data.environment.get("threads") or {}).get("intra_op")
+        threads = data.environment.intra_op_threads()
         workers = loader.num_workers
         busy = workers_busy_percent(data, loader)
         evidence = {**wait_evidence(loader, share, wait_ms, step_ms, cores, busy), "intra_op_threads": threads}
@@ -247,7 +243,7 @@ class DataLoaderPersistentWorkers(Rule):
         candidates = [
             loader
             for loader in data.dataloaders
-            if loader.num_workers > 0 and not loader.args.get("persistent_workers") and len(loader.epochs) >= limits.min_epochs
+            if loader.num_workers > 0 and not loader.persistent_workers and len(loader.epochs) >= limits.min_epochs
         ]
         best: tuple[float, LoaderSummary, list[float]] | None = None
         for loader in candidates:
@@ -272,11 +268,11 @@ class DataLoaderPersistentWorkers(Rule):
             "epochs": epochs,
             "num_workers": loader.num_workers,
             "persistent_workers": False,
-            "restart_per_epoch_ms": evidence_round(mean_restart),
-            "first_epoch_start_ms": evidence_round(loader.epochs[0].first_batch_ms),
-            "typical_batch_wait_ms": evidence_round(loader.wait_p50_ms),
-            "lost_total_ms": evidence_round(lost_ms),
-            "total_step_ms": evidence_round(total_step_ms),
+            "restart_per_epoch_ms": rounded(mean_restart),
+            "first_epoch_start_ms": rounded(loader.epochs[0].first_batch_ms),
+            "typical_batch_wait_ms": rounded(loader.wait_p50_ms),
+            "lost_total_ms": rounded(lost_ms),
+            "total_step_ms": rounded(total_step_ms),
         }
         return self.finding(
             title=f"DataLoader workers are restarted every epoch: {mean_restart:.0f} ms lost at each of {len(restarts)} epoch starts",
@@ -292,4 +288,55 @@ class DataLoaderPersistentWorkers(Rule):
         )
 
 
-RULES = [DataLoaderBottleneck, DataLoaderCpuSaturated, DataLoaderPersistentWorkers]
+def pageable_copies(data: RunData, min_copies_per_step: float, min_ms: float) -> tuple[GpuSteps, float] | None:
+    """The profiled steps' device numbers and the pageable host-to-device copies' share of the
+    step, when there are enough of them (shared with the GPU rule `pageable-memcpy`)."""
+    steps = data.gpu.trace_steps() if data.gpu else None
+    if steps is None or steps.pageable_htod_copies < min_copies_per_step or steps.pageable_htod_ms < min_ms:
+        return None
+    return steps, steps.pageable_htod_ms / steps.step_ms
+
+
+def unpinned_loader(data: RunData) -> LoaderSummary | None:
+    return next((loader for loader in data.dataloaders if loader.batches and not loader.pins_memory), None)
+
+
+class DataLoaderPinMemory(Rule):
+    """A DataLoader with pin_memory=False whose batches are copied to the GPU from pageable memory."""
+
+    id = "dataloader-pin-memory"
+    area = "data loading"
+    docs = "https://pytorch.org/docs/stable/data.html#memory-pinning"
+
+    @dataclass(frozen=True)
+    class Thresholds:
+        min_copies_per_step: float = 1.0
+        min_ms: float = 0.05  # pageable copy time per step
+
+    def check(self, data: RunData, limits: Thresholds) -> Finding | None:
+        numbers = pageable_copies(data, limits.min_copies_per_step, limits.min_ms)
+        loader = unpinned_loader(data)
+        if numbers is None or loader is None:
+            return None
+        steps, share = numbers
+        return self.finding(
+            title=f"DataLoader without pin_memory: its batches are copied to the GPU from pageable memory ({steps.pageable_htod_ms:.2f} ms per step)",
+            evidence={
+                "pin_memory": False,
+                "num_workers": loader.num_workers,
+                "batch_size": loader.args.get("batch_size"),
+                "pageable_htod_copies_per_step": steps.pageable_htod_copies,
+                "pageable_htod_ms": rounded(steps.pageable_htod_ms),
+                "pageable_bytes": steps.pageable_bytes,
+                "step_ms": rounded(steps.step_ms),
+                "share": rounded(share, 4),
+            },
+            saving=share,
+            advice=(
+                "With pin_memory=True the DataLoader hands out batches in page-locked memory (a background thread "
+                "pins them), so the copy to the GPU runs at full PCIe bandwidth and, with non_blocking=True, "
+                "overlaps the GPU's work instead of blocking the host."
+            ),
+            fix=loader_call(loader.args, num_workers=loader.num_workers, pin_memory=True)
+            + "\nfor inputs, targets in loader:\n    inputs = inputs.to('cuda', non_blocking=True)\n    targets = targets.to('cuda', non_blocking=True)",
+        )

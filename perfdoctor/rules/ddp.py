@@ -10,24 +10,22 @@ includes waiting for slower ranks, so the job's figure is the rank that waited l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..analysis.rundata import RunData
-from .base import Finding, Rule, evidence_round
+from ..model.ddp import DdpSection
+from ..model.numbers import rounded
+from .base import Finding, Rule
 
 DDP_DOCS = "https://pytorch.org/docs/stable/notes/ddp.html"
-
-
-def ddp_of(data: RunData) -> dict[str, Any] | None:
-    return data.ddp if data.ddp else None
+PHASES_ON_RANK = ("dataloader", "forward", "other", "optimizer")  # the phases a rank spends on its own
 
 
 def step_ms(data: RunData) -> float | None:
     return data.steps.p50_ms or data.steps.mean_ms
 
 
-def syncs_per_step(ddp: dict[str, Any]) -> float:
-    return max(1.0, float(ddp.get("synced_forwards_per_step_median") or 1.0))
+def syncs_per_step(ddp: DdpSection) -> float:
+    return max(1.0, float(ddp.synced_forwards_per_step_median or 1.0))
 
 
 class DdpCommunicationBound(Rule):
@@ -46,34 +44,33 @@ class DdpCommunicationBound(Rule):
         min_gradient_mb: float = 8.0
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        ddp, step = ddp_of(data), step_ms(data)
-        if not ddp or not step or ddp.get("exposed_comm_ms_per_backward") is None:
+        ddp, step = data.ddp, step_ms(data)
+        if not ddp or not step or ddp.exposed_comm_ms_per_backward is None:
             return None
         # One all-reduce per optimizer step is needed; more (accumulation without no_sync) is
         # ddp-accumulation-without-no-sync's to report.
-        exposed = ddp["exposed_comm_ms_per_backward"]
+        exposed = ddp.exposed_comm_ms_per_backward
         share = exposed / step
         if share < limits.min_exposed_share or exposed < limits.min_exposed_ms:
             return None
-        instance = (ddp.get("instances") or [{}])[0]
-        logged = ddp.get("logged") or {}
-        gradient_bytes = logged.get("total_parameter_size_bytes") or instance.get("parameter_bytes") or 0
+        instance = ddp.first_instance()
+        gradient_bytes = ddp.logged.get("total_parameter_size_bytes") or (instance.parameter_bytes if instance else None) or 0
         if gradient_bytes < limits.min_gradient_mb * 2**20:
             return None
         return self.finding(
             title=f"Gradient all-reduce not hidden behind backward: {exposed:.1f} ms, {share:.0%} of each step",
             evidence={
-                "exposed_comm_per_step_ms": evidence_round(exposed),
-                "exposed_comm_share": evidence_round(share, 4),
-                "comm_per_backward_ms": evidence_round(ddp.get("comm_ms_per_backward")),
-                "step_ms": evidence_round(step),
-                "backend": ddp.get("backend"),
-                "world_size": ddp.get("world_size"),
+                "exposed_comm_per_step_ms": rounded(exposed),
+                "exposed_comm_share": rounded(share, 4),
+                "comm_per_backward_ms": rounded(ddp.comm_ms_per_backward),
+                "step_ms": rounded(step),
+                "backend": ddp.backend,
+                "world_size": ddp.world_size,
                 "gradient_bytes": gradient_bytes,
-                "bucket_cap_mb": instance.get("bucket_cap_mb"),
-                "gradient_as_bucket_view": instance.get("gradient_as_bucket_view"),
-                "static_graph": instance.get("static_graph"),
-                "source": ddp.get("comm_source"),
+                "bucket_cap_mb": instance.bucket_cap_mb if instance else None,
+                "gradient_as_bucket_view": instance.gradient_as_bucket_view if instance else None,
+                "static_graph": instance.static_graph if instance else None,
+                "source": ddp.comm_source,
             },
             saving=share,
             advice=(
@@ -105,23 +102,23 @@ class DdpStraggler(Rule):
         min_slowest_step_share: float = 0.75  # the rank must be the slowest in this share of steps
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        ddp, step = ddp_of(data), step_ms(data)
-        straggler = (ddp or {}).get("straggler")
-        if not straggler or not step:
+        ddp, step = data.ddp, step_ms(data)
+        straggler = ddp.straggler if ddp else None
+        if not ddp or not straggler or not step:
             return None
-        wait = straggler["others_wait_ms_per_step"]
+        wait = straggler.others_wait_ms_per_step
         share = wait / step
         if share < limits.min_wait_share or wait < limits.min_wait_ms:
             return None
-        consistency = straggler.get("slowest_step_share")
+        consistency = straggler.slowest_step_share
         if consistency is not None and consistency < limits.min_slowest_step_share:
             return None  # slowest now and then: noise spread over ranks, not one slow rank
-        rank = straggler["rank"]
-        row = next((r for r in ddp.get("ranks") or [] if r.get("rank") == rank), {})
-        phases = {phase: row.get(f"{phase}_ms") for phase in ("dataloader", "forward", "other", "optimizer")}
-        others = [r for r in ddp.get("ranks") or [] if r.get("rank") != rank]
+        rank = straggler.rank
+        row = next((r for r in ddp.ranks if r.rank == rank), None)
+        phases = {phase: row.phase_ms(phase) if row else None for phase in PHASES_ON_RANK}
+        others = [r for r in ddp.ranks if r.rank != rank]
         typical = {
-            phase: sorted(r.get(f"{phase}_ms") or 0.0 for r in others)[len(others) // 2] if others else None
+            phase: sorted(r.phase_ms(phase) or 0.0 for r in others)[len(others) // 2] if others else None
             for phase in phases
         }
         worst_phase = max(phases, key=lambda p: (phases[p] or 0.0) - (typical[p] or 0.0))
@@ -129,22 +126,22 @@ class DdpStraggler(Rule):
             title=f"Rank {rank} is a straggler: the other ranks wait {wait:.1f} ms for it every step",
             evidence={
                 "straggler_rank": rank,
-                "straggler_node": row.get("node"),
-                "straggler_local_ms": evidence_round(straggler["local_p50_ms"]),
-                "others_local_ms": evidence_round(straggler["others_local_p50_ms"]),
-                "others_wait_per_step_ms": evidence_round(wait),
-                "slowest_in_steps_share": evidence_round(consistency, 3),
-                "wait_share": evidence_round(share, 4),
-                "step_ms": evidence_round(step),
+                "straggler_node": row.node if row else None,
+                "straggler_local_ms": rounded(straggler.local_p50_ms),
+                "others_local_ms": rounded(straggler.others_local_p50_ms),
+                "others_wait_per_step_ms": rounded(wait),
+                "slowest_in_steps_share": rounded(consistency, 3),
+                "wait_share": rounded(share, 4),
+                "step_ms": rounded(step),
                 "slowest_phase": worst_phase,
-                "slowest_phase_on_straggler_ms": evidence_round(phases[worst_phase]),
-                "slowest_phase_elsewhere_ms": evidence_round(typical[worst_phase]),
-                "ranks": len(ddp.get("ranks") or []),
+                "slowest_phase_on_straggler_ms": rounded(phases[worst_phase]),
+                "slowest_phase_elsewhere_ms": rounded(typical[worst_phase]),
+                "ranks": len(ddp.ranks),
             },
             saving=share,
             advice=(
-                f"Rank {rank} spends {straggler['local_p50_ms']:.1f} ms per step on its own work against "
-                f"{straggler['others_local_p50_ms']:.1f} ms on the others; the difference is spent by every other "
+                f"Rank {rank} spends {straggler.local_p50_ms:.1f} ms per step on its own work against "
+                f"{straggler.others_local_p50_ms:.1f} ms on the others; the difference is spent by every other "
                 f"rank waiting in the gradient all-reduce. Its {worst_phase} phase differs most "
                 f"({phases[worst_phase] or 0:.1f} ms against {typical[worst_phase] or 0:.1f} ms). Look for what is "
                 "different on that rank or its machine: uneven data (shard sizes, sequence lengths), slower storage or "
@@ -171,16 +168,16 @@ class DdpFindUnusedParameters(Rule):
         min_iterations: int = 2  # DDP must have logged this many iterations
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        ddp = ddp_of(data)
+        ddp = data.ddp
         if not ddp:
             return None
-        for instance in ddp.get("instances") or []:
-            logged = instance.get("logged") or {}
-            if not instance.get("find_unused_parameters") or logged.get("unused_parameter_size") != 0:
+        for instance in ddp.instances:
+            logged = instance.logged or {}
+            if not instance.find_unused_parameters or logged.get("unused_parameter_size") != 0:
                 continue
             if (logged.get("iteration") or 0) < limits.min_iterations:
                 continue
-            search = (data.trace.named_op_ms or {}).get("search_unused_parameters") if data.trace else None
+            search = data.trace.named_op_ms.get("search_unused_parameters") if data.trace else None
             step = step_ms(data)
             saving = (search / step) if search and step else 0.0
             return self.finding(
@@ -189,9 +186,9 @@ class DdpFindUnusedParameters(Rule):
                     "find_unused_parameters": True,
                     "unused_parameter_bytes": 0,
                     "iterations_logged": logged.get("iteration"),
-                    "search_per_step_ms": evidence_round(search),
-                    "step_ms": evidence_round(step),
-                    "module": instance.get("module"),
+                    "search_per_step_ms": rounded(search),
+                    "step_ms": rounded(step),
+                    "module": instance.module,
                 },
                 saving=saving,
                 advice=(
@@ -219,15 +216,15 @@ class DdpAccumulationWithoutNoSync(Rule):
         min_saving: float = 0.02
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        ddp, step = ddp_of(data), step_ms(data)
+        ddp, step = data.ddp, step_ms(data)
         if not ddp or not step:
             return None
-        syncs = float(ddp.get("synced_forwards_per_step_median") or 0.0)
+        syncs = float(ddp.synced_forwards_per_step_median or 0.0)
         if syncs < 2:
             return None
-        per_backward = ddp.get("exposed_comm_ms_per_backward")
+        per_backward = ddp.exposed_comm_ms_per_backward
         if per_backward is None:
-            per_backward = ddp.get("comm_ms_per_backward")
+            per_backward = ddp.comm_ms_per_backward
         wasted = (syncs - 1) * (per_backward or 0.0)
         saving = wasted / step
         if saving < limits.min_saving:
@@ -236,11 +233,11 @@ class DdpAccumulationWithoutNoSync(Rule):
         return self.finding(
             title=f"Gradients are all-reduced on all {micro} micro-batches of each optimizer step",
             evidence={
-                "synced_backwards_per_step": evidence_round(syncs, 1),
-                "unsynced_backwards_total": ddp.get("unsynced_forwards_total"),
-                "exposed_comm_per_backward_ms": evidence_round(per_backward),
-                "wasted_per_step_ms": evidence_round(wasted),
-                "step_ms": evidence_round(step),
+                "synced_backwards_per_step": rounded(syncs, 1),
+                "unsynced_backwards_total": ddp.unsynced_forwards_total,
+                "exposed_comm_per_backward_ms": rounded(per_backward),
+                "wasted_per_step_ms": rounded(wasted),
+                "step_ms": rounded(step),
             },
             saving=saving,
             advice=(
@@ -271,21 +268,20 @@ class DataParallelInsteadOfDdp(Rule):
         min_devices: int = 2
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        ddp = ddp_of(data)
-        used = [dp for dp in (ddp or {}).get("data_parallel") or [] if len(dp.get("device_ids") or []) >= limits.min_devices]
+        used = [dp for dp in (data.ddp.data_parallel if data.ddp else []) if len(dp.device_ids) >= limits.min_devices]
         if not used:
             return None
-        devices = len(used[0]["device_ids"])
-        overhead = (data.trace.named_op_ms or {}).get("data_parallel_overhead") if data.trace else None
+        devices = len(used[0].device_ids)
+        overhead = data.trace.named_op_ms.get("data_parallel_overhead") if data.trace else None
         step = step_ms(data)
         saving = overhead / step if overhead and step else 0.0
         return self.finding(
             title=f"nn.DataParallel over {devices} GPUs: one process drives them all",
             evidence={
                 "devices": devices,
-                "module": used[0].get("module"),
-                "replicate_scatter_gather_per_step_ms": evidence_round(overhead),
-                "step_ms": evidence_round(step),
+                "module": used[0].module,
+                "replicate_scatter_gather_per_step_ms": rounded(overhead),
+                "step_ms": rounded(step),
             },
             saving=saving,
             advice=(
@@ -315,24 +311,24 @@ class DdpBackendNotNccl(Rule):
         min_exposed_share: float = 0.0
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
-        ddp, step = ddp_of(data), step_ms(data)
-        if not ddp or str(ddp.get("backend") or "").lower() not in ("gloo", "mpi"):
+        ddp, step = data.ddp, step_ms(data)
+        if not ddp or str(ddp.backend or "").lower() not in ("gloo", "mpi"):
             return None
-        on_gpu = any("cuda" in (instance.get("parameter_devices") or []) for instance in ddp.get("instances") or [])
+        on_gpu = any("cuda" in instance.parameter_devices for instance in ddp.instances)
         if not on_gpu:
             return None
-        exposed = ddp.get("exposed_comm_ms_per_backward")
+        exposed = ddp.exposed_comm_ms_per_backward
         share = exposed * syncs_per_step(ddp) / step if exposed is not None and step else 0.0
         if share < limits.min_exposed_share:
             return None
         return self.finding(
-            title=f"DDP uses the {ddp.get('backend')} backend for CUDA gradients",
+            title=f"DDP uses the {ddp.backend} backend for CUDA gradients",
             evidence={
-                "backend": ddp.get("backend"),
+                "backend": ddp.backend,
                 "parameter_devices": ["cuda"],
-                "exposed_comm_per_step_ms": evidence_round(exposed * syncs_per_step(ddp) if exposed is not None else None),
-                "exposed_comm_share": evidence_round(share, 4),
-                "step_ms": evidence_round(step),
+                "exposed_comm_per_step_ms": rounded(exposed * syncs_per_step(ddp) if exposed is not None else None),
+                "exposed_comm_share": rounded(share, 4),
+                "step_ms": rounded(step),
             },
             saving=share,
             advice=(
@@ -344,12 +340,3 @@ class DdpBackendNotNccl(Rule):
             severity=None if share >= 0.10 else "warning",
         )
 
-
-RULES = [
-    DdpCommunicationBound,
-    DdpStraggler,
-    DdpFindUnusedParameters,
-    DdpAccumulationWithoutNoSync,
-    DataParallelInsteadOfDdp,
-    DdpBackendNotNccl,
-]

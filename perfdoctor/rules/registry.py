@@ -1,4 +1,9 @@
-"""The rule registry: perfdoctor's own rules, one module per area, plus third-party rules.
+"""The rule engine: which rules exist, which are enabled with which thresholds, and which of
+their findings are reported.
+
+Built-in rules are found, not listed: every Rule subclass with an `id` of its own, defined in a
+module of this package (one module per concept: `dataloader`, `cpu`, `ddp`, `gpu/*`). A rule
+added in a new or existing module needs no change here.
 
 A third-party package adds rules through the `perfdoctor.rules` entry point group; each entry
 point names a Rule subclass, or a list of them:
@@ -6,29 +11,55 @@ point names a Rule subclass, or a list of them:
     [options.entry_points]
     perfdoctor.rules =
         my_rule = mypkg.rules:MyRule
+
+Precedence is the engine's: every enabled rule runs with its own thresholds, then a finding is
+dropped when a rule it `defers_to` reported one. `disable` and threshold overrides therefore
+always mean what they say: a disabled or re-tuned rule never silences another by accident.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..analysis.rundata import RunData
 from ..config import Config
 from ..errors import PerfdoctorError
 from .base import Finding, Rule, thresholds_with
 
-BUILTIN_MODULES = ("dataloader", "cpu", "ddp", "gpu")
 ENTRY_POINT_GROUP = "perfdoctor.rules"
+NOT_RULES = frozenset({"base", "registry"})  # the package's modules that define no rules
+
+
+def rule_modules() -> list[str]:
+    """Every module of this package that may define rules, subpackages included."""
+    package = importlib.import_module(__package__ or "perfdoctor.rules")
+    names = []
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        if info.name.rsplit(".", 1)[-1] not in NOT_RULES and not info.ispkg:
+            names.append(info.name)
+    return sorted(names)
+
+
+def rule_classes_in(module_name: str) -> list[type[Rule]]:
+    """The rules a module defines (not those it imports), in the order it defines them."""
+    module = importlib.import_module(module_name)
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Rule) and value.__module__ == module_name and "id" in vars(value)
+    ]
+
+
+def builtin_rule_classes() -> list[type[Rule]]:
+    return [rule_class for name in rule_modules() for rule_class in rule_classes_in(name)]
 
 
 def builtin_rules() -> list[Rule]:
-    rules: list[Rule] = []
-    for name in BUILTIN_MODULES:
-        module = importlib.import_module(f"{__package__}.{name}")
-        rules.extend(rule_class() for rule_class in module.RULES)
-    return rules
+    return [rule_class() for rule_class in builtin_rule_classes()]
 
 
 def plugin_rules() -> list[Rule]:
@@ -57,6 +88,43 @@ def all_rules() -> list[Rule]:
     return rules
 
 
+def deference_cycle(rules: Iterable[Rule]) -> list[str] | None:
+    """A chain of `defers_to` that comes back to where it started, or None."""
+    defers = {rule.id: rule.defers_to for rule in rules}
+    state: dict[str, str] = {}
+
+    def visit(rule_id: str, path: list[str]) -> list[str] | None:
+        if state.get(rule_id) == "open":
+            return path[path.index(rule_id):] + [rule_id]
+        if state.get(rule_id) == "done":
+            return None
+        state[rule_id] = "open"
+        for preferred in defers.get(rule_id, ()):
+            cycle = visit(preferred, [*path, rule_id])
+            if cycle:
+                return cycle
+        state[rule_id] = "done"
+        return None
+
+    for rule_id in defers:
+        cycle = visit(rule_id, [])
+        if cycle:
+            return cycle
+    return None
+
+
+def resolve_precedence(found: dict[str, Finding], defers: dict[str, tuple[str, ...]]) -> dict[str, Finding]:
+    """The findings that stand: one is dropped when a rule it defers to has a finding that stands."""
+    standing: dict[str, bool] = {}
+
+    def stands(rule_id: str) -> bool:
+        if rule_id not in standing:
+            standing[rule_id] = rule_id in found and not any(stands(other) for other in defers.get(rule_id, ()))
+        return standing[rule_id]
+
+    return {rule_id: finding for rule_id, finding in found.items() if stands(rule_id)}
+
+
 def evaluate(data: RunData, config: Config | None = None, rules: Iterable[Rule] | None = None) -> list[Finding]:
     """Every enabled rule over the run; findings sorted by estimated saving, largest first."""
     config = config or Config()
@@ -65,24 +133,27 @@ def evaluate(data: RunData, config: Config | None = None, rules: Iterable[Rule] 
     for rule_id in [*config.disable, *config.rules]:
         if rule_id not in known:
             raise PerfdoctorError(f"unknown rule id in [tool.perfdoctor]: {rule_id!r}")
-    findings: list[Finding] = []
+    cycle = deference_cycle(rules)
+    if cycle:
+        raise PerfdoctorError(f"rules defer to each other in a circle: {' -> '.join(cycle)}")
+    found: dict[str, Finding] = {}
     for rule in rules:
         if rule.id in config.disable:
             continue
         limits = thresholds_with(rule, config.rules.get(rule.id, {}))
         try:
-            found = rule.check(data, limits)
+            finding = rule.check(data, limits)
         except Exception as error:  # one rule's bug must not cost the user the report
             data.notes.append(f"Rule {rule.id} failed and was skipped ({type(error).__name__}: {error}).")
             continue
-        if found is not None:
-            findings.append(found)
-    findings.sort(key=lambda finding: (-finding.estimated_saving, finding.id))
-    return findings
+        if finding is not None:
+            found[rule.id] = finding
+    standing = resolve_precedence(found, {rule.id: rule.defers_to for rule in rules})
+    return sorted(standing.values(), key=lambda finding: (-finding.estimated_saving, finding.id))
 
 
 def rule_catalogue(rules: Iterable[Rule] | None = None) -> list[dict[str, Any]]:
-    """Ids, areas and thresholds of every rule (for docs and `perfdoctor rules`)."""
+    """Ids, areas, thresholds and precedence of every rule (for docs and `perfdoctor rules`)."""
     import dataclasses
 
     return [
@@ -90,6 +161,7 @@ def rule_catalogue(rules: Iterable[Rule] | None = None) -> list[dict[str, Any]]:
             "id": rule.id,
             "area": rule.area,
             "thresholds": dataclasses.asdict(rule.Thresholds()),
+            "defers_to": list(rule.defers_to),
             "doc": (type(rule).__doc__ or "").strip(),
         }
         for rule in (rules if rules is not None else all_rules())

@@ -53,7 +53,8 @@ def run_callable(
     from ..collect.collectors.base import RunOptions
     from ..collect.session import Session
     from ..collect.stepclock import StopRun
-    from ..finish import analyse, write_reports
+    from ..model.report import report_to_builtins
+    from ..pipeline import analyse, write_reports
     from .job import prepare_run_dir
 
     name = callable_name(function)
@@ -77,7 +78,7 @@ def run_callable(
         finally:
             session.stop(outcome)
         data = load_run(rundir.root)
-        report = write_reports(data, analyse(data, config or Config()), rundir.root)
+        report = report_to_builtins(write_reports(data, analyse(data, config or Config()), rundir.root))
     if raised is not None:
         raise raised
     return InProcessRun(run_dir=rundir.root, report=report, outcome=outcome, result=result)

@@ -75,7 +75,7 @@ def supervise(target: Target, job: JobOptions, rundir: RunDir, identity: Distrib
 
 
 def run_single(target: Target, job: JobOptions, out: Path) -> int:
-    from ..finish import finish_run
+    from ..pipeline import finish_run
 
     rundir, lock = prepare_run_dir(out)
     with lock:
@@ -88,7 +88,7 @@ def run_single(target: Target, job: JobOptions, out: Path) -> int:
 
 def run_rank(target: Target, job: JobOptions, out: Path, identity: DistributedIdentity, launched: bool) -> int:
     """One rank of a torchrun job: its own files, its summary; rank 0 merges unless we launched it."""
-    from ..finish import finish_run
+    from ..pipeline import finish_run
     from .launch import wait_for_ranks
 
     rank = identity.rank
@@ -105,7 +105,7 @@ def run_rank(target: Target, job: JobOptions, out: Path, identity: DistributedId
 
 
 def run_launcher(target: Target, job: JobOptions, out: Path, torchrun_args: list[str], rank_args: list[str]) -> int:
-    from ..finish import finish_run
+    from ..pipeline import finish_run
     from .launch import launch
 
     rundir, lock = prepare_run_dir(out)

@@ -34,6 +34,13 @@ def report_with_series(series: dict[str, Any], scale: float = 1.0) -> dict[str, 
     return report
 
 
+def loaded(report: dict[str, Any], path: Path | str = "/runs/candidate/report.json") -> Any:
+    """A report.json document as the gates hold it: decoded strictly into the typed report."""
+    from perfdoctor.gate.reportfile import LoadedReport, decode_report
+
+    return LoadedReport(path=Path(path), report=decode_report(report, path))
+
+
 def write_run(root: Path, report: dict[str, Any]) -> Path:
     """A run directory holding just this report.json."""
     root.mkdir(parents=True, exist_ok=True)

@@ -1,26 +1,29 @@
 """Budgets measured on the real reference report: p50 22.351 ms, p95 45.508 ms, dataloader share
 0.0164, batch size 64 (1 batch a step), RSS peak 408055808 bytes (389.2 MiB), no findings."""
 
-from pathlib import Path
-
+import msgspec
 import pytest
+from msgspec.structs import replace as changed
 
-from gate_helpers import finding, reference_report
+from gate_helpers import finding, loaded, reference_report
+from gpu_runs import HEALTHY_GPU
 from perfdoctor.errors import EXIT_USAGE, PerfdoctorError
 from perfdoctor.gate.budgets import Budgets, Unmeasured, check_budgets
-from perfdoctor.gate.reportfile import LoadedReport
 
 RSS_PEAK_MIB = 408055808 / 2**20
 SAMPLES_PER_SECOND = 64 * 1000 / 22.351
 
 
-def loaded(report=None):
-    return LoadedReport(path=Path("/runs/candidate/report.json"), data=report or reference_report())
-
-
 def only(budgets, report=None):
-    (result,) = check_budgets(loaded(report), budgets)
+    (result,) = check_budgets(loaded(report or reference_report()), budgets)
     return result
+
+
+def with_gpu(**changes):
+    """The reference report with the `gpu` section a GPU run writes (the model's own shape)."""
+    report = reference_report()
+    report["gpu"] = msgspec.to_builtins(changed(HEALTHY_GPU, **changes))
+    return report
 
 
 @pytest.mark.parametrize(
@@ -75,23 +78,25 @@ def test_passing_budgets_print_a_short_ok_line():
 
 def test_a_gpu_budget_on_a_cpu_run_is_an_error_not_a_pass():
     with pytest.raises(Unmeasured, match="measured no GPU") as caught:
-        check_budgets(loaded(), Budgets(min_gpu_utilization=0.5))
+        check_budgets(loaded(reference_report()), Budgets(min_gpu_utilization=0.5))
     assert caught.value.exit_code == EXIT_USAGE
 
 
-@pytest.mark.parametrize("gpu", [{"utilization": 0.42}, {"utilization": {"mean": 0.42, "p50": 0.5}}, {"utilization_mean_percent": 42.0}])
-def test_gpu_utilization_is_read_when_the_report_has_it(gpu):
-    report = reference_report()
-    report["gpu"] = gpu
+@pytest.mark.parametrize("source", ["trace", "nvml"])
+def test_gpu_utilization_is_read_when_the_report_has_it(source):
+    report = with_gpu(utilization=0.42, utilization_source=source)
     assert only(Budgets(min_gpu_utilization=0.41), report).ok
     result = only(Budgets(min_gpu_utilization=0.5), report)
     assert not result.ok and result.measured == pytest.approx(0.42)
 
 
+def test_a_gpu_without_a_measured_utilization_is_an_error_not_a_pass():
+    with pytest.raises(Unmeasured, match="without a utilization"):
+        check_budgets(loaded(with_gpu(utilization=None, utilization_source=None)), Budgets(min_gpu_utilization=0.5))
+
+
 def test_peak_memory_is_the_gpus_when_the_report_has_it():
-    report = reference_report()
-    report["gpu"] = {"peak_memory_bytes": 3 * 2**30}
-    result = only(Budgets(max_peak_memory_mb=1000), report)
+    result = only(Budgets(max_peak_memory_mb=1000), with_gpu(peak_memory_bytes=3 * 2**30))
     assert not result.ok and result.measured == 3072 and result.detail == "GPU peak"
 
 

@@ -71,6 +71,20 @@ def test_a_corrupt_or_foreign_report_exits_2(monkeypatch, capsys, tmp_path):
     assert status == 2 and err.strip() == f"perfdoctor: error: {tmp_path / 'report.json'} has schema 'something/else'; this perfdoctor reads 'perfdoctor.report/1'"
 
 
+@pytest.mark.parametrize("command", ["check", "diff"])
+def test_a_report_of_the_wrong_shape_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, command):
+    report = reference_report()
+    report["steps"]["time_ms"]["p50"] = "fast"  # a string where the contract has a number
+    write_run(tmp_path / "bad", report)
+    argv = ["check", str(tmp_path / "bad"), "--max-step-time-ms", "1"] if command == "check" else ["diff", str(write_run(tmp_path / "good", reference_report())), str(tmp_path / "bad")]
+    status, out, err = perfdoctor(monkeypatch, capsys, *argv)
+    assert status == 2 and out == ""
+    assert err.strip() == (
+        f"perfdoctor: error: {tmp_path / 'bad' / 'report.json'} is not a valid perfdoctor.report/1 report: "
+        "Expected `float | null`, got `str` - at `$.steps.time_ms.p50`"
+    )
+
+
 def test_json_output_is_one_document(monkeypatch, capsys, run):
     status, out, _ = perfdoctor(monkeypatch, capsys, "check", str(run), "--max-step-time-ms", "20", "--min-samples-per-second", "1000", "--format", "json")
     document = json.loads(out)

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gate_helpers import finding, reference_report
+from gate_helpers import finding, loaded, reference_report
 from perfdoctor.gate.diff import build_diff, render_diff_html, text_lines
-from perfdoctor.gate.reportfile import LoadedReport
 
 
 def op(name, self_ms):
-    return {"name": name, "calls": 10, "self_ms": self_ms, "total_ms": self_ms, "input_dims": []}
+    return {"name": name, "calls": 10, "self_ms": self_ms, "total_ms": self_ms, "input_dims": None}
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ def pair(tmp_path):
     b["steps"]["breakdown"] = {**a["steps"]["breakdown"], "dataloader": 0.1164, "forward": 0.3691}
     a["findings"] = [finding("host-overhead-bound", "info", 0.05), finding("main-loop-preprocessing", "warning", 0.12), finding("same", "info", 0.02)]
     b["findings"] = [finding("dataloader-bottleneck", "critical", 0.35, "The step waits"), finding("main-loop-preprocessing", "critical", 0.31), finding("same", "info", 0.02)]
-    return LoadedReport(tmp_path / "a" / "report.json", a), LoadedReport(tmp_path / "b" / "report.json", b)
+    return loaded(a, tmp_path / "a" / "report.json"), loaded(b, tmp_path / "b" / "report.json")
 
 
 def test_step_time_changes_are_b_minus_a(pair):
@@ -67,7 +66,7 @@ def test_the_console_table(pair):
 
 
 def test_without_operator_statistics_the_diff_says_so():
-    a = LoadedReport(Path("a/report.json"), reference_report())
+    a = loaded(reference_report(), Path("a/report.json"))
     diff = build_diff(a, a)
     assert not diff.operators_compared and not diff.findings
     text = "\n".join(text_lines(diff))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gate_helpers import recorded_series, report_with_series
+from gate_helpers import loaded, recorded_series, report_with_series
 from perfdoctor.gate.regression import (
     MIN_STEPS,
     block_length,
@@ -21,7 +21,6 @@ from perfdoctor.gate.regression import (
     compare_step_times,
     step_sample,
 )
-from perfdoctor.gate.reportfile import LoadedReport
 
 CLEAN = ("clean_a", "clean_b", "clean_c")
 SLOW = ("slow15_a", "slow15_b")
@@ -29,7 +28,7 @@ NOISY = ("noisy_a", "noisy_b", "noisy_c")
 
 
 def steps(name, scale=1.0):
-    return step_sample(LoadedReport(Path(f"{name}/report.json"), report_with_series(recorded_series(name), scale))).durations_ms
+    return step_sample(loaded(report_with_series(recorded_series(name), scale), Path(f"{name}/report.json"))).durations_ms
 
 
 def test_step_zero_profiled_and_missing_steps_are_left_out():
@@ -37,7 +36,7 @@ def test_step_zero_profiled_and_missing_steps_are_left_out():
         "stride": 2, "step": [0, 2, 4, 6, 8, 10], "duration_ms": [100.0, 10.0, None, 12.0, 50.0, 11.0],
         "profiled": [False, False, False, False, True, False],
     })
-    sample = step_sample(LoadedReport(Path("r/report.json"), report))
+    sample = step_sample(loaded(report, Path("r/report.json")))
     assert sample.durations_ms == [10.0, 12.0, 11.0]
     assert (sample.stride, sample.left_out) == (2, 3)
 
@@ -159,7 +158,7 @@ def test_simulated_independent_steps_false_alarm_and_detection_rates():
 
 
 def test_reports_are_compared_through_their_series():
-    baseline = LoadedReport(Path("a/report.json"), report_with_series(recorded_series("clean_a")))
-    candidate = LoadedReport(Path("b/report.json"), report_with_series(recorded_series("clean_a"), 1.3))
+    baseline = loaded(report_with_series(recorded_series("clean_a")), Path("a/report.json"))
+    candidate = loaded(report_with_series(recorded_series("clean_a"), 1.3), Path("b/report.json"))
     result = compare_reports(baseline, candidate, 0.10)
     assert result.verdict == "regression" and result.ratio == pytest.approx(1.3, abs=1e-3)

@@ -13,9 +13,9 @@ def test_a_run_directory_and_its_report_file_load_the_same(tmp_path):
     run = write_run(tmp_path / "run", reference_report())
     from_dir, from_file = load_report(run), load_report(run / "report.json")
     assert from_dir.path == from_file.path == run / "report.json"
-    assert from_dir.data == from_file.data
-    assert from_dir.section("steps")["time_ms"]["p50"] == 22.351
-    assert from_dir.section("gpu") == {}  # null in the report
+    assert from_dir.report == from_file.report
+    assert from_dir.report.steps.time_ms.p50 == 22.351
+    assert from_dir.report.gpu is None  # null in the report
 
 
 @pytest.mark.parametrize(
@@ -25,8 +25,11 @@ def test_a_run_directory_and_its_report_file_load_the_same(tmp_path):
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "is not a perfdoctor report"),
         (json.dumps({"schema": "perfdoctor.report/2"}), "has schema 'perfdoctor.report/2'"),
-        (json.dumps({"schema": "perfdoctor.report/1", "steps": [1]}), "'steps' must be an object"),
-        (json.dumps({"schema": "perfdoctor.report/1", "findings": {}}), "'findings' must be a list"),
+        (json.dumps({"schema": "perfdoctor.report/1", "steps": [1]}), "Expected `object`, got `array` - at `$.steps`"),
+        (json.dumps({**reference_report(), "findings": {}}), "Expected `array`, got `object` - at `$.findings`"),
+        (json.dumps({**reference_report(), "run": {"status": "exploded"}}), "Invalid enum value 'exploded' - at `$.run.status`"),
+        (json.dumps({**reference_report(), "host": {**reference_report()["host"], "samples": "8"}}), "Expected `int`, got `str` - at `$.host.samples`"),
+        (json.dumps({"schema": "perfdoctor.report/1"}), "missing required field `run`"),
     ],
 )
 def test_unreadable_reports_are_one_usage_error(tmp_path, content, message):

@@ -1,4 +1,4 @@
-"""report.html: renders every shape of report.json, escapes everything, fetches nothing."""
+"""report.html: renders every section of the typed report, escapes everything, fetches nothing."""
 
 from __future__ import annotations
 
@@ -13,19 +13,17 @@ from pathlib import Path
 
 import pytest
 
+import msgspec
+from msgspec.structs import replace as changed
+
+from gpu_runs import HEALTHY_GPU, HEALTHY_STEPS, V100
+from perfdoctor.model.ddp import DdpInstance, DdpSection, RankRow
+from perfdoctor.model.gpu import Mfu, OpCause, StallOp
+from perfdoctor.model.report import Report, report_from_builtins, report_to_builtins
+from perfdoctor.model.steps import PHASES, StepSeriesSection
 from perfdoctor.report import charts
-from perfdoctor.report.html import (
-    fmt_bytes,
-    fmt_label,
-    fmt_ms,
-    fmt_num,
-    fmt_pct,
-    fmt_ranges,
-    fmt_value,
-    render_html,
-    safe_url,
-    write_report_html,
-)
+from perfdoctor.report.formatting import fmt_bytes, fmt_label, fmt_ms, fmt_num, fmt_pct, fmt_ranges, fmt_value, safe_url
+from perfdoctor.report.html import render_html, write_report_html
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "report_reference_cnn.json"
 HOSTILE = '</script><script>alert(1)</script>"><img src=x onerror=alert(1)>{{ 7*7 }} ünïcødé ✓ 火'
@@ -77,12 +75,44 @@ class Page(HTMLParser):
         return " ".join(" ".join(self.text).split())
 
 
-def reference() -> dict:
+def reference_json() -> dict:
     return json.loads(FIXTURE.read_text())
 
 
-def rich() -> dict:
-    report = reference()
+def reference() -> Report:
+    return report_from_builtins(reference_json())
+
+
+def typed(document: dict) -> Report:
+    """A report.json document as the renderer gets it: decoded strictly."""
+    return report_from_builtins(document)
+
+
+GPU_SECTION = changed(
+    HEALTHY_GPU,
+    device=changed(HEALTHY_GPU.device, name="NVIDIA H100 80GB HBM3", capability=(9, 0)),
+    utilization=0.375,
+    memory=changed(HEALTHY_GPU.memory, torch_peak_allocated_bytes=3 * 2**30, total_bytes=80 * 2**30),
+    per_step=[],
+    sync_causes=[OpCause(op="aten::item", per_step=3.0, ms_per_step=9.0)],
+    stall_ops=[StallOp(op="sm90_xmma_gemm", ms_per_step=12.0)],
+)
+DDP_SECTION = DdpSection(
+    backend="nccl", world_size=2, ranks_reported=2,
+    ranks=[
+        RankRow(rank=0, node="node-a", status="completed", steps=100, step_p50_ms=30.1, local_p50_ms=20.0, dataloader_ms=1.0,
+                forward_ms=9.0, backward_ms=15.0, optimizer_ms=1.0, other_ms=4.1, comm_ms=5.0, exposed_comm_ms=1.0),
+        RankRow(rank=1, node="node-b", status="completed", steps=100, step_p50_ms=41.9, local_p50_ms=31.0, dataloader_ms=1.0,
+                forward_ms=9.0, backward_ms=15.0, optimizer_ms=1.0, other_ms=15.9, comm_ms=7.5, exposed_comm_ms=1.5),
+    ],
+    straggler=None, comm_ms_per_backward=6.0, exposed_comm_ms_per_backward=1.2, comm_source="DDP logger, rank 1",
+    collectives_per_step=None, instances=[DdpInstance(module="Net")], data_parallel=[], synced_forwards_per_step_max=1,
+    synced_forwards_per_step_median=1.0, unsynced_forwards_total=0, logged={"communication_share": 0.22},
+)
+
+
+def rich_json() -> dict:
+    report = reference_json()
     report["run"].update(status="stopped", max_steps=100)
     report["findings"] = [
         {
@@ -113,7 +143,6 @@ def rich() -> dict:
             "fix": "torch.set_num_threads(2)",
             "docs": "https://example.org/docs/findings.md#cpu-thread-oversubscription",
             "area": "cpu",
-            "added_later": {"whatever": 1},
         },
     ]
     report["steps"]["other_parts"] = {"before_forward": 0.01, "loss": 0.0022}
@@ -129,29 +158,28 @@ def rich() -> dict:
             {"name": "aten::mkldnn_convolution", "calls": 30, "self_ms": 30.5, "total_ms": 31.75, "input_dims": None},
         ],
     )
-    report["gpu"] = {
-        "device": "NVIDIA H100 80GB HBM3",
-        "utilization_mean_percent": 37.5,
-        "memory": {"peak_allocated_bytes": 3 * 2**30, "total_bytes": 80 * 2**30},
-        "utilization_series": [float(i % 7) * 10 for i in range(40)],
-        "kernels": [{"name": "sm90_xmma_gemm", "time_ms": 12.0}, {"name": "elementwise", "time_ms": 1.5}],
-    }
-    report["ddp"] = {
-        "world_size": 2,
-        "backend": "nccl",
-        "communication_share": 0.22,
-        "ranks": [
-            {"rank": 0, "step_p50_ms": 30.1, "comm_ms": 5.0, "host": "node-a"},
-            {"rank": 1, "step_p50_ms": 41.9, "comm_ms": 7.5, "host": "node-b"},
-        ],
-    }
+    report["gpu"] = report_to_builtins(GPU_SECTION)
+    report["gpu"]["per_step"] = [{**msgspec.to_builtins(row), "step": i} for i, row in enumerate([PER_STEP_ROW] * 40)]
+    report["ddp"] = report_to_builtins(DDP_SECTION)
     report["environment"]["env"] = {"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0,1"}
     report["notes"] = ["The first step (warm-up) is left out of the statistics."]
     report["profiler"]["stood_aside"] = {"at_step": 6, "reason": "another profiler was already running"}
     return report
 
 
-def minimal() -> dict:
+PER_STEP_ROW = {"step": 0, "step_ms": 100.0, "kernel_ms": 37.5, "utilization": 0.375, "idle_ms": 60.0, "idle_host_wait_ms": 50.0,
+                "kernels": 400, "syncs": 3, "pageable_copies": 0}
+
+
+def rich() -> Report:
+    return typed(rich_json())
+
+
+def minimal() -> Report:
+    return typed(minimal_json())
+
+
+def minimal_json() -> dict:
     return {
         "schema": "perfdoctor.report/1",
         "run": {
@@ -284,11 +312,11 @@ def test_rich_report_shows_findings_gpu_and_ddp():
     ops = section(html, "operators")
     assert ops.count("<tr>") == 3 and "aten::convolution_backward" in ops and "40.2 ms" in visible(ops)
     assert "412" in visible(ops) and "8.5 µs" in visible(ops) and "12%" in visible(ops)
-    # GPU: generic key/value tables, a sparkline for the long series, a table for records.
+    # GPU: the headline facts, the causes as tables, every measurement as generic tables.
     gpu = section(html, "gpu")
     assert "NVIDIA H100 80GB HBM3" in gpu and "37.5%" in visible(gpu) and "3.00 GiB" in visible(gpu)
-    assert gpu.count('<polyline class="spark-line"') == 1 and "40 values" in visible(gpu)
-    assert "sm90_xmma_gemm" in gpu
+    assert "per step" in visible(gpu) and gpu.count("<tr>") > 40  # the 40 per-step rows, as one table
+    assert "sm90_xmma_gemm" in gpu and "aten::item" in gpu
     # DDP: the per-rank table, then the rest.
     ddp = section(html, "ddp")
     ranks = re.search(r'<table class="data records sortable ranks">(.*?)</table>', ddp, re.S).group(1)
@@ -315,69 +343,70 @@ def test_minimal_report_says_not_measured():
     assert_no_none_or_nan(html)
 
 
-@pytest.mark.parametrize(
-    "report",
-    [
-        {},
-        {key: None for key in minimal()},
-        {"run": {"source": "trace", "status": "completed"}, "steps": {"count": 3, "series": {"duration_ms": [1.0, 2.0, 3.0]}}},
-    ],
-    ids=["empty", "all-null", "trace-durations-only"],
-)
+def durations_only() -> Report:
+    """A report from a trace with step durations and nothing else measured."""
+    document = minimal_json()
+    document["run"].update(source="trace", status="completed", script=None, exit_code=None, error=None)
+    document["steps"].update(count=3, source="trace", mode="trace", series={"stride": 1, "step": [], "duration_ms": [1.0, 2.0, 3.0], "profiled": []})
+    return typed(document)
+
+
+@pytest.mark.parametrize("report", [minimal, durations_only], ids=["minimal", "trace-durations-only"])
 def test_degenerate_reports_render(report):
-    html = render_html(report)
+    html = render_html(report())
     assert "Not measured" in html
     assert_no_none_or_nan(html)
 
 
 def test_trace_report_with_durations_only():
-    report = {"run": {"source": "trace", "status": "completed"}, "steps": {"count": 3, "series": {"duration_ms": [1.0, 2.0, 3.0]}}}
-    html = render_html(report)
+    html = render_html(durations_only())
     assert "from profiler traces" in html and "<h1>traces</h1>" in html
     timeline = section(html, "timeline")
     assert timeline.count('<g class="step-bar">') == 3 and "step 2: 3.00 ms" in timeline
     assert "(it was built from profiler traces)" in visible(section(html, "host"))
 
 
-def test_unknown_fields_and_non_finite_numbers():
-    report = rich()
-    report["brand_new_section"] = {"x": 1}
-    report["steps"]["time_ms"]["mean"] = float("nan")
-    report["steps"]["time_ms"]["p95"] = float("inf")
-    report["host"]["new_metric_ms"] = 3.0
-    report["dataloader"]["loaders"][0]["new_stat_ms"] = 2.5
-    report["gpu"]["nested"] = {"deeper": {"deepest": {"value_bytes": None, "share": float("nan")}}}
-    html = render_html(report)
+def test_unknown_fields_are_ignored_and_non_finite_numbers_are_na():
+    document = rich_json()
+    document["brand_new_section"] = {"x": 1}  # a newer perfdoctor's report: read by this one
+    document["host"]["new_metric_ms"] = 3.0
+    document["dataloader"]["loaders"][0]["new_stat_ms"] = 2.5
+    document["steps"]["time_ms"]["mean"] = float("nan")
+    document["steps"]["time_ms"]["p95"] = float("inf")
+    html = render_html(typed(document))
     assert "Mean step n/a (median 22.4 ms, p95 n/a" in visible(section(html, "step"))
-    assert "new stat 2.50 ms" in visible(section(html, "dataloader"))
+    assert "new stat" not in html and "brand_new_section" not in html
     assert_no_none_or_nan(html)
 
 
 # --- escaping and offline ---------------------------------------------------------------------
 
 
-def hostile() -> dict:
-    report = rich()
+def hostile() -> Report:
+    """Every free-text field of the report holds markup, script and template syntax."""
+    report = rich_json()
     report["run"]["script"] = f"/tmp/{HOSTILE}.py"
     report["run"]["argv"] = [HOSTILE, "--x", HOSTILE]
-    report["run"]["status"] = HOSTILE
     report["run"]["error"] = {"type": HOSTILE, "message": HOSTILE}
-    report["findings"][0].update(title=HOSTILE, advice=HOSTILE, fix=HOSTILE, id=HOSTILE, area=HOSTILE, severity=HOSTILE)
+    report["findings"][0].update(title=HOSTILE, advice=HOSTILE, fix=HOSTILE, id=HOSTILE, area=HOSTILE)
     report["findings"][0]["evidence"] = {HOSTILE: HOSTILE, "n": [HOSTILE], "rows": [{HOSTILE: HOSTILE}]}
     report["findings"][1]["docs"] = "javascript:alert(1)"
     report["operators"]["top"][0].update(name=HOSTILE, input_dims=HOSTILE)
     report["operators"]["trace_files"] = [HOSTILE]
+    report["operators"]["skipped"] = [HOSTILE]
     report["environment"]["env"] = {HOSTILE: HOSTILE}
     report["environment"]["versions"]["torch"] = HOSTILE
     report["notes"] = [HOSTILE]
+    report["steps"]["excluded"] = HOSTILE
     report["dataloader"]["loaders"][0]["dataset"]["type"] = HOSTILE
     report["dataloader"]["loaders"][0]["args"][HOSTILE] = HOSTILE
-    report["steps"]["breakdown"] = {**report["steps"]["breakdown"], HOSTILE: 0.01, "<svg/onload=alert(1)>": 0.5}
-    report["steps"]["series"][f"{HOSTILE}_ms"] = [0.1] * len(report["steps"]["series"]["step"])
-    report["gpu"][HOSTILE] = {HOSTILE: HOSTILE}
-    report["ddp"]["ranks"][0][HOSTILE] = HOSTILE
+    report["gpu"]["device"]["name"] = HOSTILE
+    report["gpu"]["sync_causes"][0]["op"] = HOSTILE
+    report["gpu"]["stall_ops"][0]["op"] = HOSTILE
+    report["ddp"]["ranks"][0]["node"] = HOSTILE
+    report["ddp"]["logged"] = {HOSTILE: HOSTILE}
     report["profiler"]["stood_aside"]["reason"] = HOSTILE
-    return report
+    return typed(report)
 
 
 def test_hostile_strings_are_escaped_everywhere():
@@ -392,8 +421,6 @@ def test_hostile_strings_are_escaped_everywhere():
     assert page.visible.count("{{ 7*7 }}") >= 10 and "ünïcødé ✓ 火" in page.visible
     assert 'onerror=alert(1)>' in page.visible
     assert "<img" not in html and "</script><script>" not in html
-    # Data-derived SVG labels are escaped text too.
-    assert re.search(r'<text class="seg-label"[^>]*>&lt;svg/onload=alert\(1\)&gt; 50%</text>', html)
     assert "onload" not in {key for _, attributes in page.tags for key in attributes}
 
 
@@ -421,14 +448,14 @@ def test_page_is_offline_and_locked_down():
 # --- charts -----------------------------------------------------------------------------------
 
 
-def series(n: int, profiled: set[int] = frozenset()) -> dict:
-    return {
-        "stride": 1,
-        "step": list(range(n)),
-        "duration_ms": [10.0] * n,
-        "profiled": [i in profiled for i in range(n)],
-        **{f"{phase}_ms": [2.0] * n for phase in charts.PHASES},
-    }
+def series(n: int, profiled: set[int] = frozenset()) -> StepSeriesSection:
+    return StepSeriesSection(
+        stride=1,
+        step=list(range(n)),
+        duration_ms=[10.0] * n,
+        profiled=[i in profiled for i in range(n)],
+        **{f"{phase}_ms": [2.0] * n for phase in PHASES},
+    )
 
 
 def test_timeline_bars_for_a_known_series():
@@ -443,7 +470,7 @@ def test_timeline_bars_for_a_known_series():
     plot = chart["plot"]
     assert math.isclose(bar["segments"][-1]["y"], plot["bottom"] - 10 / chart["top_ms"] * plot["h"], abs_tol=0.15)
     report = reference()
-    report["steps"]["series"] = series(3, profiled={1})
+    report.steps.series = series(3, profiled={1})
     timeline = section(render_html(report), "timeline")
     chart = timeline.split("<figcaption")[0]
     assert chart.count('<g class="step-bar">') == 3 and chart.count("<rect") == 3 * 5 + 2  # bars; one band and its strip
@@ -457,22 +484,22 @@ def test_timeline_single_step_and_long_series():
     assert all(len(area["points"].split()) == 2 * 1000 for area in long["areas"])
     assert len(long["bands"]) == 1
     report = reference()
-    report["steps"]["series"] = series(1000)
+    report.steps.series = series(1000)
     timeline = section(render_html(report), "timeline")
     assert timeline.count('<polygon class="area"') == 5 and timeline.count('data-count="1000"') == 5
 
 
 def test_timeline_clips_outliers_but_not_ordinary_steps():
     data = series(50)
-    data["duration_ms"][0] = 500.0
-    data["forward_ms"][0] = 492.0
+    data.duration_ms[0] = 500.0
+    data.forward_ms[0] = 492.0
     chart = charts.step_timeline(data)
     assert chart["top_ms"] < 500 and [c["step"] for c in chart["clipped"]] == [0]
     assert charts.step_timeline(series(50))["clipped"] == []
 
 
 def test_host_cpu_chart_points():
-    chart = charts.host_charts(reference()["host"])["cpu"]
+    chart = charts.host_charts(reference().host)["cpu"]
     assert [line["label"] for line in chart["lines"]] == ["whole machine", "this process", "DataLoader workers & children"]
     assert all(line["count"] == 8 and len(line["markers"]) == 8 for line in chart["lines"])
     assert chart["guides"][0]["label"] == "2 usable cores"
@@ -533,26 +560,45 @@ def test_report_object_is_not_modified():
     report = rich()
     before = copy.deepcopy(report)
     render_html(report)
-    assert report == before
+    assert report == before and report_to_builtins(report) == report_to_builtins(before)
 
 
 def test_the_gpu_section_shows_device_time_and_causes():
-    from perfdoctor.report.html import render_html
-
     report = reference()
-    report["gpu"] = {
-        "device": {"name": "NVIDIA A100-SXM4-80GB", "capability": [8, 0], "tensor_cores": True},
-        "utilization": 0.42,
-        "utilization_source": "trace",
-        "steps": {"step_ms": 50.0, "kernel_ms": 21.0, "comm_ms": 0.0, "memcpy_ms": 4.0, "memset_ms": 0.1,
-                  "idle_after_sync_ms": 9.0, "idle_launch_gaps_ms": 6.0, "idle_host_stalls_ms": 10.0, "idle_other_ms": 0.0,
-                  "kernels": 480, "median_kernel_us": 12.0, "tensor_core_share": 0.3, "syncs": 3, "pageable_copies": 2},
-        "sync_causes": [{"op": "aten::item", "per_step": 3, "ms_per_step": 9.0}],
-        "mfu": {"mfu": 0.21, "peak_tflops": 312, "precision": "bf16"},
-        "memory": {"peak_share": 0.5, "total_bytes": 80 * 2**30},
-    }
+    report.gpu = changed(
+        HEALTHY_GPU,
+        utilization=0.42,
+        steps=changed(HEALTHY_STEPS, step_ms=50.0, kernel_ms=21.0, memcpy_ms=4.0, idle_after_sync_ms=9.0, idle_launch_gaps_ms=6.0,
+                      idle_host_stalls_ms=10.0, idle_other_ms=0.0, kernels=480.0, median_kernel_us=12.0, tensor_core_share=0.3,
+                      syncs=3.0, pageable_copies=2.0),
+        sync_causes=[OpCause(op="aten::item", per_step=3.0, ms_per_step=9.0)],
+        mfu=Mfu(mfu=0.21, flops_per_step=1e12, flops_source="shapes", flops_counted={}, achieved_tflops=65.0, peak_tflops=312.0,
+                precision="half", device_model="A100"),
+    )
     html = render_html(report)
-    section = html[html.index('<section id="gpu">'):]
-    assert "NVIDIA A100-SXM4-80GB" in section and "42%" in section
-    assert "idle: after a sync" in section and "9.00 ms" in section and "aten::item" in section
-    assert "Every GPU measurement" in section
+    gpu = html[html.index('<section id="gpu">'):]
+    assert "NVIDIA A100-SXM4-80GB" in gpu and "42%" in gpu and "compute capability 8.0; Tensor Cores" in gpu
+    assert "idle: after a sync" in gpu and "9.00 ms" in gpu and "aten::item" in gpu and "21%" in gpu
+    assert "Every GPU measurement" in gpu
+    assert_no_none_or_nan(html)
+
+
+def test_a_gpu_section_without_a_trace_or_mfu_says_so():
+    report = reference()
+    report.gpu = changed(HEALTHY_GPU, device=V100, steps=None, kernels=None, conv=None, optimizer=None, mfu=None, utilization_source="nvml")
+    html = render_html(report)
+    gpu = visible(section(html, "gpu"))
+    assert "Tesla V100-SXM2-32GB" in gpu and "MFU n/a" in gpu
+    assert "Where the device's time goes" not in gpu
+    assert_no_none_or_nan(html)
+
+
+def test_templates_come_from_the_package_through_one_environment():
+    import jinja2
+
+    from perfdoctor.report import templates
+
+    environment = templates.environment()
+    assert environment is templates.environment()  # built once
+    assert isinstance(environment.loader, jinja2.PackageLoader) and environment.autoescape is True
+    assert Path(environment.get_template("report.html.j2").filename).parent == Path(templates.__file__).parents[1] / "templates"

@@ -2,8 +2,9 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import make_run
+from conftest import make_environment, make_run
 from perfdoctor.analysis.rundata import TraceSummary
+from perfdoctor.model.environment import ThreadProbe, Threads
 from perfdoctor.rules.cpu import CpuThreadOversubscription, HostOverheadBound, MainLoopPreprocessing
 
 HEALTHY = {"dataloader": 0.02, "forward": 0.40, "backward": 0.50, "optimizer": 0.05, "other": 0.03}
@@ -14,12 +15,12 @@ def check(rule, data, **overrides):
 
 
 def threads_env(intra_op: int, probe: dict | None = None, local_world_size: int | None = None):
-    env = {"threads": {"intra_op": intra_op, "inter_op": 2}}
+    environment = make_environment(threads=Threads(intra_op=intra_op, inter_op=2))
     if probe:
-        env["thread_probe"] = probe
+        environment.thread_probe = ThreadProbe(**probe)
     if local_world_size:
-        env["env"] = {"LOCAL_WORLD_SIZE": str(local_world_size)}
-    return env
+        environment.env = {"LOCAL_WORLD_SIZE": str(local_world_size)}
+    return environment
 
 
 class TestThreadOversubscription:

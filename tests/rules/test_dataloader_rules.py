@@ -2,8 +2,9 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import make_host, make_loader, make_run
-from perfdoctor.analysis.rundata import EpochStats
+from conftest import make_environment, make_host, make_loader, make_run
+from perfdoctor.model.dataloader import EpochStats
+from perfdoctor.model.environment import CpuInfo
 from perfdoctor.rules.dataloader import DataLoaderBottleneck, DataLoaderCpuSaturated, DataLoaderPersistentWorkers
 
 WAITING = {"dataloader": 0.60, "forward": 0.15, "backward": 0.20, "optimizer": 0.03, "other": 0.02}
@@ -44,7 +45,7 @@ class TestBottleneck:
     def test_busy_workers_below_the_core_count_are_told_to_use_the_cores(self):
         loader = make_loader(num_workers=1, wait_total_ms=0.3 * 20 * 100)
         data = make_run({**WAITING, "dataloader": 0.3, "forward": 0.45}, step_ms=20.0, loaders=[loader], host=make_host(children_cpu=95.0, cores=4),
-                        environment={"cpu": {"usable_cores": 4}})
+                        environment=make_environment(cpu=CpuInfo(usable_cores=4)))
         finding = check(DataLoaderBottleneck(), data)
         assert finding is not None and finding.evidence["suggested_num_workers"] == 2
         # 1 worker feeding a 20 ms step needs 20 ms a batch; 2 make it 10 ms, inside 14 ms of compute

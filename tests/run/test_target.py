@@ -356,7 +356,7 @@ def test_a_failing_collector_is_recorded_and_the_run_completes(tmp_path):
     from perfdoctor.collect.collectors.dataloader import DataLoaderProbe
     from perfdoctor.collect.session import Session
     from perfdoctor.config import Config
-    from perfdoctor.finish import finish_run
+    from perfdoctor.pipeline import finish_run
     from perfdoctor.run.child import run_in_session
     from perfdoctor.run.target import Target
     from perfdoctor.stream.rundir import RunDir
@@ -402,8 +402,8 @@ def test_a_failing_collector_is_recorded_and_the_run_completes(tmp_path):
     assert len(rundir.read_raw_file("steps", None)["end_ns"]) == 3
 
     report = finish_run(rundir, Config(), outcome, quiet=True)
-    assert report is not None and report["run"]["status"] == "completed"
-    assert any("fails_to_start.start" in note for note in report["notes"])
+    assert report is not None and report.run.status == "completed"
+    assert any("fails_to_start.start" in note for note in report.notes)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,30 @@
+"""The report's `dataloader` section: each DataLoader's arguments, batch waits and epochs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class EpochStats(msgspec.Struct, kw_only=True):
+    first_batch_ms: float | None  # from iter() to the first batch in hand
+    iter_ms: float  # inside DataLoader.__iter__ (starting workers, when not persistent)
+    batches: int
+    wait_ms: float
+    end_ms: float  # the final next() that raised StopIteration (worker shutdown included)
+
+
+class LoaderEntry(msgspec.Struct, kw_only=True):
+    id: int
+    args: dict[str, Any]  # the DataLoader's arguments as the script passed them
+    dataset: dict[str, Any]  # the dataset's type and length
+    batches: int
+    wait_total_ms: float
+    wait_p50_ms: float | None
+    wait_p95_ms: float | None
+    epochs: list[EpochStats]
+
+
+class DataLoaderSection(msgspec.Struct, kw_only=True):
+    loaders: list[LoaderEntry] = msgspec.field(default_factory=list)

@@ -1,0 +1,141 @@
+"""The report's `ddp` section (the job's view, merged from every rank's summary), the rank
+summary each rank writes (`raw/summary.rankN.json`, schema `perfdoctor.rank-summary/1`), and the
+DDP collector's raw record they are made from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .run import Status
+from .steps import PhaseValues
+
+SUMMARY_SCHEMA = "perfdoctor.rank-summary/1"
+
+
+class ProcessGroup(msgspec.Struct, kw_only=True):
+    backend: str | None = None
+    world_size: int | None = None
+    rank: int | None = None
+
+
+class DdpInstance(msgspec.Struct, kw_only=True):
+    """One DistributedDataParallel model: its arguments, and DDP's own log (`logged`)."""
+
+    module: str | None = None
+    find_unused_parameters: bool = False
+    static_graph: bool = False
+    gradient_as_bucket_view: bool = False
+    broadcast_buffers: bool | None = None
+    bucket_cap_mb: float | None = None
+    device_ids: list[int] = msgspec.field(default_factory=list)
+    parameter_devices: list[str] = msgspec.field(default_factory=list)
+    parameters: int | None = None
+    parameter_bytes: int | None = None
+    logged: dict[str, Any] | None = None  # torch's DDP logging data, as torch names it
+
+
+class DataParallelInstance(msgspec.Struct, kw_only=True):
+    module: str | None = None
+    device_ids: list[int] = msgspec.field(default_factory=list)
+
+
+class DdpRecord(msgspec.Struct, kw_only=True):
+    """The DDP collector's raw file (`raw/ddp.json`) of one rank."""
+
+    process_group: ProcessGroup | None = None
+    ddp: list[DdpInstance] = msgspec.field(default_factory=list)
+    data_parallel: list[DataParallelInstance] = msgspec.field(default_factory=list)
+    synced_forwards: list[int] = msgspec.field(default_factory=list)  # per step
+    unsynced_forwards: list[int] = msgspec.field(default_factory=list)
+
+
+class TraceComm(msgspec.Struct, kw_only=True):
+    """Collectives per profiled step, from a rank's trace."""
+
+    comm_ms: float
+    exposed_ms: float | None  # not hidden behind compute (device-side only)
+    overlap_share: float | None
+    where: str  # "device" or "host"
+    collectives_per_step: dict[str, float]
+
+
+class RankSummary(msgspec.Struct, kw_only=True):
+    """What one rank measured, a few kilobytes whatever the size of its trace."""
+
+    schema: str = SUMMARY_SCHEMA
+    rank: int | None
+    node: str | None
+    status: Status
+    exit_code: int | None
+    steps: int
+    step_p50_ms: float | None
+    step_mean_ms: float | None
+    breakdown_ms: PhaseValues | None
+    local_p50_ms: float | None  # the step less the time spent waiting for the other ranks
+    backward_compute_ms: float | None
+    series_stride: int
+    duration_ms: list[float]
+    local_ms: list[float]
+    synced_forwards_max: int | None
+    synced_forwards_median: float | None
+    unsynced_forwards_total: int
+    ddp: list[DdpInstance]
+    data_parallel: list[DataParallelInstance]
+    process_group: ProcessGroup | None
+    logged: dict[str, Any]
+    comm_ms: float | None
+    exposed_comm_ms: float | None
+    trace_comm: TraceComm | None
+
+
+class RankRow(msgspec.Struct, kw_only=True):
+    rank: int | None
+    node: str | None
+    status: Status | None
+    steps: int | None
+    step_p50_ms: float | None
+    local_p50_ms: float | None
+    dataloader_ms: float | None
+    forward_ms: float | None
+    backward_ms: float | None
+    optimizer_ms: float | None
+    other_ms: float | None
+    comm_ms: float | None
+    exposed_comm_ms: float | None
+
+    def phase_ms(self, phase: str) -> float | None:
+        value: float | None = getattr(self, f"{phase}_ms")
+        return value
+
+
+class Straggler(msgspec.Struct, kw_only=True):
+    rank: int | None
+    local_p50_ms: float
+    others_local_p50_ms: float
+    others_wait_ms_per_step: float
+    step_p50_ms: float | None
+    slowest_step_share: float | None = None  # in what share of steps it was the slowest
+
+
+class DdpSection(msgspec.Struct, kw_only=True):
+    backend: str | None
+    world_size: int
+    ranks_reported: int
+    ranks: list[RankRow]
+    straggler: Straggler | None
+    comm_ms_per_backward: float | None
+    exposed_comm_ms_per_backward: float | None
+    comm_source: str | None
+    collectives_per_step: dict[str, float] | None
+    instances: list[DdpInstance]
+    data_parallel: list[DataParallelInstance]
+    synced_forwards_per_step_max: int
+    synced_forwards_per_step_median: float | None
+    unsynced_forwards_total: int
+    logged: dict[str, Any]
+
+    def first_instance(self) -> DdpInstance | None:
+        return self.instances[0] if self.instances else None
