@@ -54,8 +54,10 @@ MODE_OPTIMIZER = "optimizer"
 MODE_BACKWARD = "backward"
 MODE_BATCH = "batch"
 STEPPED_MODES = (MODE_OPTIMIZER, MODE_BACKWARD)
-# Phases the clock times, as indices into a step's accumulators; NONE: `other`.
-NONE, DATALOADER, FORWARD, BACKWARD, OPTIMIZER = -1, 0, 1, 2, 3
+# Phases the clock times, as indices into a step's accumulators; NONE: `other`. CLOSURE is `other`
+# too: the closure an optimizer's step calls (its loss, its logging), apart from what it runs.
+NONE, DATALOADER, FORWARD, BACKWARD, OPTIMIZER, CLOSURE = -1, 0, 1, 2, 3, 4
+LOOP = (NONE, CLOSURE)  # where the gaps between phases are the loop's own work
 
 __all__ = ["DISCOVERY_STEPS", "MODE_BACKWARD", "MODE_BATCH", "MODE_OPTIMIZER", "StepClock", "StopRun"]
 
@@ -115,6 +117,27 @@ def describe_optimizer(optimizer: Any) -> dict[str, Any]:
         "parameters": len(parameters),
         "devices": sorted({str(getattr(p, "device", "cpu")).split(":")[0] for p in parameters}),
     }
+
+
+class TimedClosure:
+    """An optimizer step's closure, run as the loop's own work inside the optimizer phase."""
+
+    __slots__ = ("clock", "closure")
+
+    def __init__(self, clock: "StepClock", closure: Callable[..., Any]) -> None:
+        self.clock = clock
+        self.closure = closure
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        clock = self.clock
+        if threading.get_ident() != clock._thread:
+            return self.closure(*args, **kwargs)
+        clock._enter(CLOSURE, perf_counter_ns())
+        try:
+            return self.closure(*args, **kwargs)
+        finally:
+            if clock._phase == CLOSURE:
+                clock._exit(perf_counter_ns())
 
 
 class StepClock:
@@ -266,8 +289,8 @@ class StepClock:
         if current != NONE:
             self._acc[current] += t_ns - self._phase_t0
             self._stack.append(current)
-        else:
-            # The gap since the previous phase at top level is part of `other`: name two of them.
+        if current in LOOP:
+            # The gap since the previous phase in the loop is part of `other`: name two of them.
             last = self._last_top
             if last == DATALOADER and phase == FORWARD:
                 self._before_forward_ns += t_ns - self._last_top_end
@@ -283,10 +306,8 @@ class StepClock:
             return
         self._acc[current] += t_ns - self._phase_t0
         self._phase_t0 = t_ns
-        if self._stack:
-            self._phase = self._stack.pop()
-        else:
-            self._phase = NONE
+        self._phase = self._stack.pop() if self._stack else NONE
+        if self._phase in LOOP:
             self._last_top = current
             self._last_top_end = t_ns
 
@@ -386,7 +407,7 @@ class StepClock:
 
     # -- optimizer ---------------------------------------------------------------------------
 
-    def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> Any:
         inner = getattr(optimizer, "optimizer", None)
         wrapper = inner is not None and isinstance(inner, self._optimizer_class)
         described = self.optimizers.get(id(optimizer))
@@ -395,12 +416,24 @@ class StepClock:
             described["wrapper"] = type(optimizer).__qualname__ if wrapper else None
             self._events.append({"optimizer": described})
         if threading.get_ident() != self._thread:
-            return
+            return None
         t0 = perf_counter_ns()
         if not self.modules.done and not wrapper:
             self._discover_from_optimizer(optimizer)
             t0 = perf_counter_ns()
         self._optimizer_enters(id(optimizer), t0)
+        return self._timed_closure(args, kwargs)
+
+    def _timed_closure(self, args: Any, kwargs: Any) -> Any:
+        """The step's closure, timed as the loop's own work (its forward and backward are timed
+        inside it as usual); what is left of the optimizer's step is optimizer time."""
+        if kwargs.get("closure") is not None:
+            closure = kwargs["closure"]
+            if not isinstance(closure, TimedClosure):
+                return args, {**kwargs, "closure": TimedClosure(self, closure)}
+        elif len(args) > 1 and callable(args[1]) and not isinstance(args[1], TimedClosure):
+            return (args[0], TimedClosure(self, args[1]), *args[2:]), kwargs  # args[0]: the optimizer
+        return None
 
     def _optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if threading.get_ident() != self._thread:
@@ -430,6 +463,7 @@ class StepClock:
         self._real_step = False
         if self._backward_depth:
             return  # an optimizer stepped from a backward hook: the backward is the step
+        key = abs(key)  # the optimizer, whether stepped by itself or by a GradScaler
         if self._primary is None:
             self._primary = key
             self._fold_warmup_steps()
@@ -456,15 +490,16 @@ class StepClock:
         def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
             if threading.get_ident() != clock._thread:
                 return original(scaler, optimizer, *args, **kwargs)
-            clock._optimizer_enters(id(optimizer), perf_counter_ns())
+            key = -id(optimizer)  # the scaler's step around the optimizer's own
+            clock._optimizer_enters(key, perf_counter_ns())
             try:
                 result = original(scaler, optimizer, *args, **kwargs)
             except BaseException:
                 clock._real_step = False
-                clock._optimizer_leaves(id(optimizer), perf_counter_ns())
+                clock._optimizer_leaves(key, perf_counter_ns())
                 raise
             clock._real_step = True
-            clock._optimizer_leaves(id(optimizer), perf_counter_ns())
+            clock._optimizer_leaves(key, perf_counter_ns())
             return result
 
         return step
@@ -476,8 +511,8 @@ class StepClock:
             if threading.get_ident() != clock._thread:
                 return original(*args, **kwargs)
             t0 = perf_counter_ns()
-            top = clock._phase == NONE
-            if top and clock.mode == MODE_BACKWARD:
+            top = clock._phase in LOOP
+            if clock._phase == NONE and clock.mode == MODE_BACKWARD:
                 clock._activity(t0, opens=True)
             last, last_end = clock._last_top, clock._last_top_end
             clock._enter(OPTIMIZER, t0)
@@ -514,7 +549,7 @@ class StepClock:
     def _reset_step(self, start: int | None) -> None:
         self._step_open = start is not None
         self._step_start = start or 0
-        self._acc = [0, 0, 0, 0]
+        self._acc = [0, 0, 0, 0, 0]
         self._overhead_ns = 0
         self._before_forward_ns = 0
         self._loss_ns = 0
@@ -544,7 +579,7 @@ class StepClock:
         steps.end_ns.append(t_ns - self.origin_ns)  # last: a step is drained once its end is in
         if self._primary is None:  # warm-up steps, folded into one at the first optimizer step
             totals = self._warmup_totals
-            for i, value in enumerate((*acc, self._overhead_ns, self._before_forward_ns, self._loss_ns, self._batches)):
+            for i, value in enumerate((*acc[:4], self._overhead_ns, self._before_forward_ns, self._loss_ns, self._batches)):
                 totals[i] += value
             if self._first_start_ns is None:
                 self._first_start_ns = self._step_start
