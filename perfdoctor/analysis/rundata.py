@@ -37,7 +37,7 @@ class StepSeries:
     other_parts_ms: dict[str, list[float]] = field(default_factory=lambda: {part: [] for part in OTHER_PARTS})
     batches: list[int] = field(default_factory=list)
     profiled: list[bool] = field(default_factory=list)
-    mode: Literal["optimizer", "batch", "trace"] | None = None  # None: no step seen
+    mode: Literal["optimizer", "backward", "batch", "trace"] | None = None  # None: no step seen
 
     def __len__(self) -> int:
         return len(self.duration_ms)

@@ -64,7 +64,7 @@ class InvisibleHooks:
     def __init__(self) -> None:
         self._patches = Patches()
         self._covered: set[type] = set()
-        self._handles: dict[int, tuple[weakref.ref, list[Any]]] = {}
+        self._handles: dict[tuple[int, str], tuple[weakref.ref, list[Any]]] = {}
 
     def install(self) -> None:
         import torch.jit
@@ -82,21 +82,25 @@ class InvisibleHooks:
         self._patches.restore()
         self._covered = set()
 
-    def attach(self, module: Any, pre: InvisibleHook, post: InvisibleHook) -> None:
-        if id(module) in self._handles and self._handles[id(module)][0]() is module:
+    def attach(self, module: Any, pre: InvisibleHook, post: InvisibleHook | None = None, owner: str = "clock") -> None:
+        """A forward pre-hook (and post-hook, always called) on `module`, once per owner."""
+        key = (id(module), owner)
+        if key in self._handles and self._handles[key][0]() is module:
             return
         self._cover(type(module))
-        handles = [module.register_forward_pre_hook(pre), module.register_forward_hook(post, always_call=True)]
-        self._handles[id(module)] = (weakref.ref(module), handles)
+        handles = [module.register_forward_pre_hook(pre)]
+        if post is not None:
+            handles.append(module.register_forward_hook(post, always_call=True))
+        self._handles[key] = (weakref.ref(module), handles)
 
-    def detach(self, module: Any) -> None:
-        entry = self._handles.pop(id(module), None)
+    def detach(self, module: Any, owner: str = "clock") -> None:
+        entry = self._handles.pop((id(module), owner), None)
         if entry is not None:
             for handle in entry[1]:
                 handle.remove()
 
-    def attached(self) -> list[Any]:
-        modules = [ref() for ref, _ in self._handles.values()]
+    def attached(self, owner: str = "clock") -> list[Any]:
+        modules = [ref() for (_, who), (ref, _) in self._handles.items() if who == owner]
         return [module for module in modules if module is not None]
 
     def _cover(self, cls: type) -> None:

@@ -162,8 +162,8 @@ class StepClock:
         self._hook_handles: list[Any] = []
         self._optimizer_class: type = object
         self._patches = Patches()
-        self._hooks = InvisibleHooks()
-        self.modules = TopModules(self._hooks, self._forward_pre, self._forward_post)
+        self.hooks = InvisibleHooks()  # any collector's hooks on the script's modules go through it
+        self.modules = TopModules(self.hooks, self._forward_pre, self._forward_post)
         # The phase running now (innermost), since when it accrues, and the phases it interrupted.
         self._phase = NONE
         self._phase_t0 = 0
@@ -195,7 +195,7 @@ class StepClock:
             optim_module.register_optimizer_step_pre_hook(self._optimizer_pre),
             optim_module.register_optimizer_step_post_hook(self._optimizer_post),
         ]
-        self._hooks.install()
+        self.hooks.install()
         self._patches.wrap(torch.autograd, "backward", self._timed_backward)
         self._patches.wrap(torch.autograd, "grad", self._timed_backward)
         self._patches.wrap(torch.optim.Optimizer, "zero_grad", self._timed_zero_grad)
@@ -210,7 +210,7 @@ class StepClock:
         self._hook_handles = []
         self._patches.restore()
         self.modules.uninstall()
-        self._hooks.uninstall()
+        self.hooks.uninstall()
 
     def drain(self) -> list[dict[str, Any]]:
         """The stream records since the last call (mode changes, optimizers, a fold, ended

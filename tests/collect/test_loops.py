@@ -192,7 +192,7 @@ def test_gan_loop_counts_iterations(clock):
         loss_of(critic, generator(x), y).backward()
         g_opt.step()
     assert clock.step_count == 5
-    assert [type(m).__name__ for m in clock._hooks.attached()] == ["Net", "Net"]  # both models timed
+    assert [type(m).__name__ for m in clock.hooks.attached()] == ["Net", "Net"]  # both models timed
 
 
 def test_grad_scaler_counts_a_skipped_step(clock):
