@@ -74,9 +74,12 @@ def default_collectors(options: RunOptions) -> list[Collector]:
     from .collectors.ddp import DdpCollector
     from .collectors.gpu import NvmlSampler
     from .collectors.host import HostSampler
+    from .collectors.processes import ChildProcesses
     from .collectors.settings import SettingsSnapshot
 
-    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector(), NvmlSampler()]
+    collectors: list[Collector] = [
+        DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector(), NvmlSampler(), ChildProcesses(),
+    ]
     if options.profile:
         from .collectors.profiler import ProfilerCollector
 

@@ -141,6 +141,8 @@ class TimedClosure:
 
 
 class StepClock:
+    active: "StepClock | None" = None  # the clock installed in this process, if any
+
     def __init__(self, max_steps: int | None = None) -> None:
         self.origin_ns = perf_counter_ns()
         self.origin_unix_s = time.time()  # the wall time of origin_ns, for timelines
@@ -203,6 +205,7 @@ class StepClock:
         scaler = getattr(getattr(torch, "amp", None), "GradScaler", None)
         if scaler is not None and "step" in vars(scaler):
             self._patches.wrap(scaler, "step", self._timed_scaler_step)
+        StepClock.active = self
 
     def uninstall(self) -> None:
         for handle in self._hook_handles:
@@ -211,6 +214,8 @@ class StepClock:
         self._patches.restore()
         self.modules.uninstall()
         self.hooks.uninstall()
+        if StepClock.active is self:
+            StepClock.active = None
 
     def drain(self) -> list[dict[str, Any]]:
         """The stream records since the last call (mode changes, optimizers, a fold, ended
