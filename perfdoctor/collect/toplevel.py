@@ -228,7 +228,7 @@ class TopModules:
         return [key for key in self._trained if key not in self._owners]
 
     def _owners_of_trained(self) -> list[Any]:
-        owners = []
+        owners: list[Any] = []
         for key, ref in self._trained.items():
             if ref() is None:
                 continue

@@ -133,7 +133,7 @@ class ChildProcesses(Collector):
                 and not target_name(target).startswith(NOT_TRAINING)
             )
             if wrap:
-                assert ctx is not None
+                assert ctx is not None and target is not None
                 proc._target = TrainingChild(target, str(ctx.rundir.stream_path("children", None)))
             try:
                 original(proc)
