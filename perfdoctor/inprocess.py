@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import Config
+from .redact import redact_text
 from .session import STATUS_COMPLETED, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_STOPPED, Outcome
 
 
@@ -77,7 +78,7 @@ def run_callable(
     except KeyboardInterrupt as error:
         outcome, raised = Outcome(130, STATUS_INTERRUPTED, {"type": "KeyboardInterrupt", "message": ""}), error
     except BaseException as error:
-        outcome = Outcome(1, STATUS_FAILED, {"type": type(error).__name__, "message": str(error)[:500]})
+        outcome = Outcome(1, STATUS_FAILED, {"type": type(error).__name__, "message": redact_text(str(error))[:500]})
         raised = error
     finally:
         session.stop(outcome)

@@ -20,6 +20,7 @@ from types import FrameType, TracebackType
 from typing import Any, Callable
 
 from .errors import EXIT_INTERRUPTED, EXIT_TERMINATED, PerfdoctorError
+from .redact import redact_text
 from .session import (
     STATUS_COMPLETED,
     STATUS_FAILED,
@@ -165,7 +166,7 @@ def run_in_session(target: Target, session: Session) -> Outcome:
             print("perfdoctor: terminated (SIGTERM); writing the report of what was measured", file=sys.stderr)
         except BaseException as error:  # the user's script crashed: show it as python would
             _print_user_traceback(error)
-            outcome = Outcome(1, STATUS_FAILED, {"type": type(error).__name__, "message": str(error)[:500]})
+            outcome = Outcome(1, STATUS_FAILED, {"type": type(error).__name__, "message": redact_text(str(error))[:500]})
     finally:
         try:
             session.stop(outcome)
@@ -184,7 +185,7 @@ def _outcome_of_exit(stop: SystemExit) -> Outcome:
         status = STATUS_COMPLETED if code == 0 else STATUS_FAILED
         return Outcome(code, status, None if code == 0 else {"type": "SystemExit", "message": str(code)})
     print(code, file=sys.stderr)
-    return Outcome(1, STATUS_FAILED, {"type": "SystemExit", "message": str(code)[:500]})
+    return Outcome(1, STATUS_FAILED, {"type": "SystemExit", "message": redact_text(str(code))[:500]})
 
 
 def _install_sigterm() -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .collectors.base import Collector, CollectorContext, RunOptions
-from .redact import redact_argv
+from .redact import redact_argv, redact_text
 from .rundir import RunDir
 from .stepclock import StepClock
 
@@ -147,5 +147,5 @@ class Session:
         try:
             return True, call(*args)
         except Exception as error:
-            self.errors[f"{collector.name}.{what}"] = f"{type(error).__name__}: {error}"
+            self.errors[f"{collector.name}.{what}"] = redact_text(f"{type(error).__name__}: {error}")
             return False, None
