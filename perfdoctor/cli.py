@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .rundir import RunDir
@@ -305,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PerfdoctorError as error:
         if verbose:
             raise
-        print(f"perfdoctor: error: {error}", file=sys.stderr)
+        print(f"perfdoctor: error: {printable(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("perfdoctor: interrupted", file=sys.stderr)

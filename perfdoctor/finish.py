@@ -12,6 +12,7 @@ from .errors import PerfdoctorError
 from .rules.base import Finding
 from .rundir import RunDir
 from .session import Outcome
+from .terminal import printable, shell_quote
 
 
 def analyse(data: RunData, config: Config) -> list[Finding]:
@@ -30,7 +31,7 @@ def write_reports(data: RunData, findings: list[Finding], out: Path) -> dict[str
     try:
         write_report_html(report, out / "report.html")
     except Exception as error:  # report.json holds everything; the page can be rendered again
-        print(f"perfdoctor: report.html not written ({type(error).__name__}: {error})", file=sys.stderr)
+        print(f"perfdoctor: report.html not written ({type(error).__name__}: {printable(error)})", file=sys.stderr)
     return report
 
 
@@ -44,12 +45,12 @@ def finish_run(rundir: RunDir, config: Config, outcome: Outcome, quiet: bool = F
         findings = analyse(data, config)
         report = write_reports(data, findings, rundir.root)
     except PerfdoctorError as error:
-        print(f"perfdoctor: could not write the report: {error}", file=sys.stderr)
+        print(f"perfdoctor: could not write the report: {printable(error)}", file=sys.stderr)
         return None
     except Exception as error:  # a bug of ours must not change the script's exit status
         print(
-            f"perfdoctor: internal error while analysing ({type(error).__name__}: {error}); the measurements "
-            f"are kept in {rundir.raw}: `perfdoctor -v report {rundir.root}` shows the traceback",
+            f"perfdoctor: internal error while analysing ({type(error).__name__}: {printable(error)}); the measurements "
+            f"are kept in {printable(rundir.raw)}: `perfdoctor -v report {shell_quote(rundir.root)}` shows the traceback",
             file=sys.stderr,
         )
         return None
@@ -58,7 +59,7 @@ def finish_run(rundir: RunDir, config: Config, outcome: Outcome, quiet: bool = F
 
         write_scalars(data, rundir.tb / (data.run.script and Path(data.run.script).stem or data.run.module or "run"))
     except Exception as error:  # TensorBoard scalars are a bonus; the reports are already written
-        print(f"perfdoctor: TensorBoard scalars not written: {error}", file=sys.stderr)
+        print(f"perfdoctor: TensorBoard scalars not written: {printable(error)}", file=sys.stderr)
     if not quiet:
         print_summary(report, rundir.root, sys.stderr)
     return report
@@ -69,17 +70,17 @@ def report_paths(paths: list[Path], out: Path | None, config: Config, quiet: boo
     from .analysis.load import load_run
     from .report.console import print_summary
 
-    for path in paths:
-        if not path.exists():
-            raise PerfdoctorError(f"no such file or directory: {path}")
-    if len(paths) == 1 and RunDir(paths[0]).is_run():
-        data = load_run(paths[0])
-        target = out or paths[0]
+    from .inputs import ReportInputs
+
+    inputs = ReportInputs.check(paths)  # one line and exit 2 for what cannot be read at all
+    target = out or (inputs.run_dir or default_report_dir(inputs.paths[0]))
+    inputs.check_output(target)  # nothing given as input is ever overwritten
+    if inputs.run_dir is not None:
+        data = load_run(inputs.run_dir)
     else:
         from .analysis.foreign import load_traces
 
-        data = load_traces(paths)
-        target = out or default_report_dir(paths[0])
+        data = load_traces(inputs.traces, skipped=inputs.skipped)
     findings = analyse(data, config)
     report = write_reports(data, findings, target)
     if not quiet:

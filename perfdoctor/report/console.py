@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..terminal import printable, shell_quote
+
 MAX_FINDINGS = 5
 
 
@@ -16,7 +18,7 @@ def print_summary(report: dict[str, Any], out_dir: Path, stream: TextIO, tensorb
     run, steps = report["run"], report["steps"]
     name = run.get("script") or run.get("module") or "trace"
     lines = []
-    head = f"perfdoctor: {name} {run['status']}"
+    head = f"perfdoctor: {printable(name)} {printable(run['status'])}"
     if run.get("exit_code") not in (None, 0):
         head += f" (exit status {run['exit_code']})"
     if run.get("duration_s") is not None:
@@ -29,13 +31,13 @@ def print_summary(report: dict[str, Any], out_dir: Path, stream: TextIO, tensorb
     lines.append(head)
     breakdown = steps.get("breakdown")
     if breakdown:
-        lines.append("  where a step goes: " + " · ".join(f"{phase} {_pct(share)}" for phase, share in breakdown.items()))
+        lines.append("  where a step goes: " + " · ".join(f"{printable(phase)} {_pct(share)}" for phase, share in breakdown.items()))
     findings = report.get("findings") or []
     if findings:
         lines.append("  findings:")
         for finding in findings[:MAX_FINDINGS]:
             lines.append(
-                f"    [{finding['severity']}] {finding['id']}: {finding['title']} "
+                f"    [{printable(finding['severity'])}] {printable(finding['id'])}: {printable(finding['title'])} "
                 f"(saves up to {_pct(finding['estimated_saving'])})"
             )
         if len(findings) > MAX_FINDINGS:
@@ -43,8 +45,8 @@ def print_summary(report: dict[str, Any], out_dir: Path, stream: TextIO, tensorb
     else:
         lines.append("  findings: none; nothing measured here calls for a change")
     for note in report.get("notes") or []:
-        lines.append(f"  note: {note}")
-    lines.append(f"  report: {out_dir / 'report.html'}  (data: {out_dir / 'report.json'})")
+        lines.append(f"  note: {printable(note)}")
+    lines.append(f"  report: {printable(out_dir / 'report.html')}  (data: {printable(out_dir / 'report.json')})")
     if tensorboard:
-        lines.append(f"  traces and scalars: tensorboard --logdir {out_dir / 'tb'}")
+        lines.append(f"  traces and scalars: tensorboard --logdir {shell_quote(out_dir / 'tb')}")
     print("\n".join(lines), file=stream)

@@ -372,5 +372,5 @@ def render_html(report: dict[str, Any], template: str = TEMPLATE) -> str:
 
 
 def write_report_html(report: dict[str, Any], path: Path) -> Path:
-    path.write_text(render_html(report), encoding="utf-8")
+    path.write_text(render_html(report), encoding="utf-8", errors="backslashreplace")  # undecodable file names
     return path

@@ -88,6 +88,17 @@ def _finite_float(value: Any) -> float:
         return float("nan")
 
 
+MAX_INT_DIGITS = 1000  # a longer integer is no count or time: infinity, like a float beyond range
+
+
+def bounded_int(text: str) -> int | float:
+    """json.loads' parse_int: Python refuses to convert integers of more than 4300 digits (and
+    is slow on long ones); such a number in a trace is unusable, not a syntax error."""
+    if len(text) <= MAX_INT_DIGITS:
+        return int(text)
+    return float("-inf") if text.startswith("-") else float("inf")
+
+
 def _number_literal(value: Any) -> bytes:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return b"nan"
@@ -264,7 +275,7 @@ class ColumnBuilder:
                 skipped.add("event with invalid UTF-8 text", at=offset + error.start)
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, parse_int=bounded_int)
             except RecursionError:
                 skipped.add("event nested too deeply", at=offset)
                 continue

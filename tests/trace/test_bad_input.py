@@ -40,7 +40,7 @@ def _error(path: Path) -> str:
 
 @pytest.mark.parametrize("data, expected", [
     (b"", "the file is empty"),
-    (b"  \n\t ", "the file is empty"),
+    (b"  \n\t ", "the file holds only whitespace (5 bytes), no JSON"),
     (b'[{"ph": "X", "ts": 1, "dur": 1}]', "the JSON is an array"),
     (b'{"schemaVersion": 1}', 'no "traceEvents" array'),
     (b'{"traceEvents": {"a": 1}}', '"traceEvents" is not an array'),
