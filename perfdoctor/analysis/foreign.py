@@ -35,7 +35,7 @@ def load_traces(files: list[Path], skipped: list[str] | None = None) -> RunData:
     per_rank = [(rank, data_from_trace(path, trace)) for rank, path, trace in ranked]
     data = per_rank[0][1]
     partial = [f"{shown(path)} ({trace.skipped.summary()})" for _, path, trace in ranked if trace.skipped]
-    if len(files) > 1 and unreadable:
+    if len(unreadable) > 1:
         data.notes.append(f"Skipped {len(unreadable)} unreadable trace{'s' if len(unreadable) > 1 else ''}: " + "; ".join(unreadable))
     elif unreadable:
         data.notes.append(f"Skipped an unreadable trace: {unreadable[0]}")

@@ -141,11 +141,13 @@ class _Parser:
             return
         before, after = buf[start - 1], buf[stop]
         buf[start - 1], buf[stop] = 0x5B, 0x5D
+        view = memoryview(buf)
+        chunk = view[start - 1:stop + 1]
         try:
-            with memoryview(buf) as view, view[start - 1:stop + 1] as chunk:
-                self.builder.add_chunk(chunk, base)
+            self.builder.add_chunk(chunk, base)
         finally:
             buf[start - 1], buf[stop] = before, after
+            _release(chunk, view)
 
     def _grow(self) -> bool:
         """Read until the pending data has at least doubled (keeps rescans linear overall)."""
@@ -374,6 +376,18 @@ class _Parser:
             raise self._broken(spans[bad.index][0], "an event is not valid JSON") from None
 
 
+def _release(*views: memoryview) -> None:
+    """Release views of the buffer now, so that it can be resized; when something still holds
+    one (decoded values that point into it, kept alive by an exception on its way up), it is
+    released with them, and _more copies instead of resizing. Never a BufferError that would
+    hide the exception."""
+    for view in views:
+        try:
+            view.release()
+        except BufferError:
+            pass
+
+
 def _top_level_value(raw: bytes, key: str, broken: Any) -> Any:
     """A small top-level member's value. Decoded by msgspec; when that fails for any reason, the
     standard library says whether the text is JSON at all (a number beyond float range is, and
@@ -427,7 +441,7 @@ def _fill_metadata(metadata: TraceMetadata, top: dict[str, Any], builder: Column
         value = top.pop(key, None)
         if value is None:
             return None
-        if isinstance(value, kind) and not isinstance(value, bool):
+        if isinstance(value, kind) and not isinstance(value, bool) and not (isinstance(value, int) and abs(value) >= 1 << 63):
             return value
         top[key] = value  # unexpected type: kept as it is, in extra
         return None
