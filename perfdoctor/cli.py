@@ -145,7 +145,16 @@ class ReportCommand(Command):
         from .finish import report_paths
 
         config = _load_config(args.config, Path.cwd())
-        report_paths(args.paths, args.out, config, quiet=args.quiet)
+        try:
+            report_paths(args.paths, args.out, config, quiet=args.quiet)
+        except PerfdoctorError:
+            raise
+        except OSError as error:  # while writing: the disk filled up, a permission changed meanwhile
+            raise PerfdoctorError(f"cannot write the reports: {error.strerror or error}") from error
+        except Exception as error:  # a bug of ours, met on this input: still one line (-v: the traceback)
+            raise PerfdoctorError(
+                f"internal error while reporting ({type(error).__name__}: {error}); `perfdoctor -v report ...` shows the traceback"
+            ) from error
         return 0
 
 

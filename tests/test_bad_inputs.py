@@ -87,6 +87,7 @@ def assert_one_line(code: int, err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("perfdoctor: error: "), err
+    assert "internal error" not in lines[0], err  # a bug of ours, not a refusal of the input
     return lines[0]
 
 
@@ -463,3 +464,40 @@ def test_any_directory_of_traces(capsys, entries, out_mode):
             else:
                 path.write_bytes(_packed(*entry))
         _run_and_check(capsys, [folder], out_mode, Path(scratch))
+
+
+# ------------------------------------------------------------------ failures that are not the input's
+
+def test_a_failure_while_writing_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import perfdoctor.finish as finish
+
+    trace = tmp_path / "t.json"
+    trace.write_bytes(GOOD)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(finish, "write_reports", full)
+    code, err = report(capsys, trace)
+    assert "cannot write the reports: No space left on device" in assert_one_line(code, err)
+
+
+def test_an_internal_error_is_one_line_and_verbose_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    import perfdoctor.finish as finish
+
+    trace = tmp_path / "t.json"
+    trace.write_bytes(GOOD)
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(finish, "analyse", broken)
+    code, err = report(capsys, trace)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "internal error while reporting (ZeroDivisionError: a bug)" in lines[0]
+    with pytest.raises(Exception) as raised:
+        main(["-v", "report", str(trace)])
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
