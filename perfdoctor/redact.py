@@ -90,7 +90,7 @@ _OPTION_VALUE = re.compile(r"[^\s'\"]+")
 _COOKIE = re.compile(r"(?P<head>\b(?:set-)?cookies?[\"']?\s*[:=]\s*)(?P<q>[\"']?)(?P<value>[^\r\n\"']+)", re.IGNORECASE)
 _BEARER = re.compile(r"\b(?P<head>Bearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)")
 _RANDOM_RUN = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
-_OPTION_LIKE = re.compile(r"^--?[A-Za-z][\w.-]*$")
+_LONG_OPTION_LIKE = re.compile(r"^--[A-Za-z][\w.-]*(=.*)?$")  # a value may start with a single dash
 
 RANDOM_MIN_CHARS = 20  # letters and digits in a run before it can be taken for a key
 RANDOM_MIN_PIECE = 7  # mean length of the pieces between separators (names join short words)
@@ -153,7 +153,7 @@ def redact_argv(argv: list[str]) -> list[str]:
     for arg in argv:
         if mask_next:
             mask_next = False
-            if not _OPTION_LIKE.match(arg):  # `--token --epochs 3`: the option was a flag after all
+            if not _LONG_OPTION_LIKE.match(arg):  # `--token --epochs 3`: the option was a flag after all
                 redacted.append(MASK)
                 continue
         if arg.startswith("-") and arg != "-" and arg != "--":

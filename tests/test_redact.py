@@ -266,3 +266,9 @@ def test_long_text_is_quick():
     redacted = redact_text(text)
     assert time.perf_counter() - start < 2
     assert WORD not in redacted
+
+
+def test_a_secret_option_followed_by_another_option():
+    assert redact_argv(["--token", "--epochs", "3"]) == ["--token", "--epochs", "3"]  # a flag after all
+    assert redact_argv(["--password", "-dash-first"]) == ["--password", MASK]  # a value may start with "-"
+    assert redact_argv(["-p", "-v"]) == ["-p", MASK]
