@@ -501,3 +501,22 @@ def test_an_internal_error_is_one_line_and_verbose_shows_the_traceback(tmp_path,
     with pytest.raises(Exception) as raised:
         main(["-v", "report", str(trace)])
     assert isinstance(raised.value.__cause__, ZeroDivisionError)
+
+
+@pytest.mark.slow
+def test_a_script_name_that_is_not_utf8_gives_a_whole_report(tmp_path):
+    """The run side of the issue's 0-byte report.html: a script whose name is not UTF-8."""
+    import subprocess
+    import sys
+
+    script = os.fsencode(tmp_path) + b"/train-\xff.py"
+    shutil.copyfile(Path(__file__).parent / "workloads" / "show_argv.py", script)
+    out = tmp_path / "run"
+    result = subprocess.run([os.fsencode(sys.executable), b"-m", b"perfdoctor", b"run", b"--no-profile", b"--out",
+                             os.fsencode(out), script], capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    err = result.stderr.decode("utf-8")  # what reached the terminal is UTF-8 ...
+    assert "train-\\xff.py completed" in err and not CONTROL.search(err)  # ... and names the script visibly
+    assert (out / "report.html").stat().st_size > 1000
+    assert "train-\\udcff.py" in (out / "report.html").read_text(encoding="utf-8")
+    assert json.loads((out / "report.json").read_text())["run"]["status"] == "completed"
