@@ -24,6 +24,7 @@ and is not masked (docs/contracts.md says so).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MASK = "***"
 
@@ -143,6 +144,15 @@ def redact_text(text: str) -> str:
     text = _mask_named_values(text, _OPTION_NAMED, _OPTION_VALUE)
     text = _BEARER.sub(lambda m: f"{m['head']}{MASK}", text)
     return _RANDOM_RUN.sub(lambda m: MASK if looks_random(m.group()) else m.group(), text)
+
+
+def redact_error(error: Any) -> Any:
+    """A stored error ({"type", "message"}, or text) with its text redacted; other values as given."""
+    if isinstance(error, str):
+        return redact_text(error)
+    if isinstance(error, dict):
+        return {key: redact_text(value) if isinstance(value, str) else value for key, value in error.items()}
+    return error
 
 
 def redact_argv(argv: list[str]) -> list[str]:

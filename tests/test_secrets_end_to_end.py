@@ -71,3 +71,29 @@ def test_no_planted_secret_reaches_any_file_of_a_run(tmp_path):
     for path, data in file_texts(out).items():
         for secret in (password, key, short, plain, query, sig, hook, cookie, bearer):
             assert secret.encode() not in data, f"{secret} reached {path} after `perfdoctor report`"
+
+
+def test_reports_re_derived_from_an_older_run_json_are_redacted_too(tmp_path, capsys):
+    """raw/run.json written before redaction caught every form: `perfdoctor report RUN` masks
+    its argv, error and collector errors again before writing anything."""
+    import json
+    import shutil
+
+    from perfdoctor.cli import main
+
+    run = shutil.copytree(Path(__file__).parent / "data" / "run_reference_cnn", tmp_path / "run")
+    password, token, cookie, collector = planted()[:4]
+    raw = json.loads((run / "raw" / "run.json").read_text())
+    raw["argv"] = ["-p", password, "--headers", f'{{"Authorization": "Bearer {token}"}}', "--cookie", f"session={cookie}"]
+    raw["status"], raw["exit_code"] = "failed", 1
+    raw["error"] = {"type": "OperationalError", "message": f"postgresql://u:{password}@db/x unreachable"}
+    raw["collector_errors"] = {"host.stop": f"RuntimeError: api_key={collector}"}
+    (run / "raw" / "run.json").write_text(json.dumps(raw))
+    assert main(["report", "-q", str(run)]) == 0, capsys.readouterr().err
+    for name in ("report.json", "report.html"):
+        text = (run / name).read_text()
+        for secret in (password, token, cookie, collector):
+            assert secret not in text, (name, secret)
+    produced = json.loads((run / "report.json").read_text())
+    assert produced["run"]["error"]["message"] == "postgresql://u:***@db/x unreachable"
+    assert any("host.stop" in note and "api_key=***" in note for note in produced["notes"]), produced["notes"]

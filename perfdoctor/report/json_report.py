@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.rundata import RunData
+from ..redact import redact_argv, redact_error, redact_text
 from ..rules.base import Finding
 from ..rundir import write_json
 
@@ -28,13 +29,13 @@ def build_report(data: RunData, findings: list[Finding]) -> dict[str, Any]:
         "run": {
             "script": run.script,
             "module": run.module,
-            "argv": run.argv,
+            "argv": redact_argv(run.argv),  # again: run.json may come from an older perfdoctor
             "exit_code": run.exit_code,
             "status": run.status,
             "started": run.started,
             "duration_s": run.duration_s,
             "ranks": run.ranks,
-            "error": run.error,
+            "error": redact_error(run.error),
             "max_steps": run.max_steps,
             "source": run.source,
         },
@@ -83,7 +84,7 @@ def build_report(data: RunData, findings: list[Finding]) -> dict[str, Any]:
         "profiler": data.profiler,
         "gpu": data.gpu,
         "ddp": data.ddp,
-        "notes": data.notes,
+        "notes": [redact_text(note) for note in data.notes],  # collector errors of older run.json files
         "findings": [finding.to_json() for finding in findings],
     }
 
