@@ -108,6 +108,7 @@ class _Parser:
         self.base = 0  # file offset of buf[0], for messages
         self.eof = False
         self.found_events = False
+        self.after_event = False  # an event was taken; its separator is still ahead
 
     # ------------------------------------------------------------------ buffer
 
@@ -257,7 +258,9 @@ class _Parser:
             raise self._broken(self.pos, f"expected a key, found {chr(self.buf[self.pos])!r}")
         end = string_end(self.buf, self.pos)
         while end < 0:
-            if len(self.buf) - self.pos > MAX_VALUE_BYTES or not self._grow():
+            if len(self.buf) - self.pos > MAX_VALUE_BYTES:
+                raise self._fail(f"a key longer than {MAX_VALUE_BYTES >> 20} MiB at byte {self.base + self.pos}")
+            if not self._grow():
                 raise self._truncated("inside a key")
             end = string_end(self.buf, self.pos)
         try:
@@ -279,7 +282,7 @@ class _Parser:
             try:
                 end = value_end(self.buf, self.pos, final=self.eof)
             except Malformed as exc:
-                raise self._broken(exc.offset, exc.what) from None
+                raise self._broken(exc.offset, exc.what, exc.invalid) from None
             if end >= 0:
                 break
             if self.eof:
@@ -296,6 +299,8 @@ class _Parser:
     def _events(self) -> None:
         """The traceEvents array, from just after its '[' to just after its ']'."""
         while True:
+            if self.after_event and not self._separator():
+                return
             if not self.eof and len(self.buf) - self.pos < self.block_bytes:
                 self._check_usable()
                 self._more()
@@ -314,11 +319,37 @@ class _Parser:
             before = self.pos
             if not self._exact_step(final=False):
                 return
-            if self.pos == before:  # a single event longer than the data at hand
+            if self.pos == before:  # no complete event and separator in the data at hand
+                start = skip_ws(self.buf, self.pos)
+                if start > self.pos:  # whitespace before the next event, any amount: consumed
+                    self.pos = start
+                    continue
+                try:
+                    end = value_end(self.buf, self.pos, final=False)
+                except Malformed as exc:
+                    raise self._broken(exc.offset, exc.what, exc.invalid) from None
+                if end >= 0:  # a complete event, then only whitespace so far: keep it, then look for ',' or ']'
+                    self._decode_spans([(self.pos, end)])
+                    self.pos = end
+                    self.after_event = True
+                    continue
                 if len(self.buf) - self.pos > MAX_VALUE_BYTES:
                     too_long = f"an event larger than {MAX_VALUE_BYTES >> 20} MiB (or an unterminated one)"
-                    raise self._broken(self.pos, too_long)
+                    raise self._broken(self.pos, too_long, invalid=False)
                 self._grow()
+
+    def _separator(self) -> bool:
+        """After an event: the ',' before the next one (True) or the array's ']' (False)."""
+        self.after_event = False
+        if not self._skip_ws():
+            raise self._truncated("inside traceEvents")
+        char = self.buf[self.pos]
+        self.pos += 1
+        if char == 0x2C:
+            return True
+        if char != 0x5D:
+            raise self._broken(self.pos - 1, f"expected ',' or ']' after an event, found {chr(char)!r}")
+        return False
 
     def _check_usable(self) -> None:
         """Give up on an array that is mostly not events (element-wise decoding is slow)."""
@@ -353,7 +384,7 @@ class _Parser:
             self.pos = scan.array_end
             return False
         if scan.error is not None:
-            raise self._broken(scan.error.offset, scan.error.what)
+            raise self._broken(scan.error.offset, scan.error.what, scan.error.invalid)
         if len(scan.spans) == EXACT_BATCH:
             self._check_usable()
             return True
