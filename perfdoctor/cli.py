@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .config import Config
@@ -126,7 +127,16 @@ class ReportCommand(Command):
         from .pipeline import report_paths
 
         config = _load_config(args.config, Path.cwd())
-        report_paths(args.paths, args.out, config, quiet=args.quiet)
+        try:
+            report_paths(args.paths, args.out, config, quiet=args.quiet)
+        except PerfdoctorError:
+            raise
+        except OSError as error:  # while writing: the disk filled up, a permission changed meanwhile
+            raise PerfdoctorError(f"cannot write the reports: {error.strerror or error}") from error
+        except Exception as error:  # a bug of ours, met on this input: still one line (-v: the traceback)
+            raise PerfdoctorError(
+                f"internal error while reporting ({type(error).__name__}: {error}); `perfdoctor -v report ...` shows the traceback"
+            ) from error
         return 0
 
 
@@ -242,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PerfdoctorError as error:
         if verbose:
             raise
-        print(f"perfdoctor: error: {error}", file=sys.stderr)
+        print(f"perfdoctor: error: {printable(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("perfdoctor: interrupted", file=sys.stderr)

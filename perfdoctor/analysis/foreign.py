@@ -13,48 +13,41 @@ from ..errors import PerfdoctorError
 from ..model.environment import Cuda, CudaDevice, DistributedInfo, Environment, compute_capability
 from ..model.run import RunInfo
 from ..model.steps import PHASES
+from ..trace.errors import shown
 from .rundata import RunData, StepSeries, TraceSummary
 from .steps import step_stats
 
 if TYPE_CHECKING:
     from ..trace import Trace
 
-TRACE_SUFFIXES = (".json", ".json.gz")
 
-
-def trace_files(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            here = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES) and not p.name.startswith("report"))
-            # none at the top: torch.profiler's traces anywhere below (a run directory's RUN/tb/<name>/)
-            found += here or sorted(p for p in path.rglob("*.pt.trace.json*") if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
-        else:
-            found.append(path)
-    if not found:
-        raise PerfdoctorError(f"no trace files (*.json, *.json.gz) in {', '.join(str(p) for p in paths)}")
-    return found
-
-
-def load_traces(paths: list[Path]) -> RunData:
+def load_traces(files: list[Path], skipped: list[str] | None = None) -> RunData:
+    """RunData from trace files (as listed by perfdoctor.inputs); `skipped`: directory entries
+    that were not usable files, for the notes. Every trace left out, and every trace read only in
+    part, is named in the notes."""
     from ..trace import TraceError, read_trace
 
-    files = trace_files(paths)
     loaded: list[tuple[Path, Trace]] = []
-    unreadable: list[str] = []
+    unreadable = list(skipped or [])
     for path in files:
         try:
             loaded.append((path, read_trace(path)))
-        except TraceError as error:
-            if len(files) == 1:
-                raise PerfdoctorError(f"{path}: {error}")
-            unreadable.append(f"{path.name}: {error}")
+        except TraceError as error:  # its message names the file
+            if len(files) == 1 and not skipped:
+                raise PerfdoctorError(str(error)) from None
+            unreadable.append(str(error))
     if not loaded:
-        raise PerfdoctorError("no readable trace: " + "; ".join(unreadable))
+        raise PerfdoctorError(f"no readable trace among {len(unreadable)}: " + "; ".join(unreadable))
     ranked = sorted(((rank_of(trace, i), path, trace) for i, (path, trace) in enumerate(loaded)), key=lambda item: item[0])
     per_rank = [(rank, data_from_trace(path, trace)) for rank, path, trace in ranked]
     data = per_rank[0][1]
-    data.notes += [f"Skipped an unreadable trace: {reason}" for reason in unreadable]
+    partial = [f"{shown(path)} ({trace.skipped.summary()})" for _, path, trace in ranked if trace.skipped]
+    if len(unreadable) > 1:
+        data.notes.append(f"Skipped {len(unreadable)} unreadable trace{'s' if len(unreadable) > 1 else ''}: " + "; ".join(unreadable))
+    elif unreadable:
+        data.notes.append(f"Skipped an unreadable trace: {unreadable[0]}")
+    if len(loaded) > 1 and partial:
+        data.notes.append(f"Read {len(partial)} of {len(loaded)} traces only in part: " + "; ".join(partial))
     if len(per_rank) > 1:
         from .ranks import merge_ranks, rank_summary
 
@@ -75,7 +68,7 @@ def data_from_trace(path: Path, trace: Trace) -> RunData:
     from ..trace.steps import step_windows
     from .trace_summary import step_breakdowns, summarize_trace
 
-    summary = summarize_trace(trace, TraceSummary(files=[str(path)], windows=0))
+    summary = summarize_trace(trace, TraceSummary(files=[shown(path)], windows=0))
     windows = step_windows(trace)
     series = StepSeries(mode="trace")
     for step in step_breakdowns(trace):
@@ -98,7 +91,7 @@ def data_from_trace(path: Path, trace: Trace) -> RunData:
 
     environment = environment_from_trace(trace)
     return RunData(
-        run=RunInfo(script=path.name, status="completed", source="trace", ranks=1),
+        run=RunInfo(script=shown(Path(path.name)), status="completed", source="trace", ranks=1),
         environment=environment,
         steps=stats,
         series=series,

@@ -41,7 +41,7 @@ def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> tupl
         try:
             trace = read_trace(path)
         except TraceError as error:
-            summary.skipped.append(f"{path.name}: {error}")
+            summary.skipped.append(str(error))  # the message names the file
             continue
         return summarize_trace(trace, summary), trace
     return summary, None

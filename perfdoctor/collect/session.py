@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..redact import redact_argv
+from ..redact import redact_argv, redact_text
 from ..stream.rundir import RunDir
 from .collectors.base import Collector, CollectorContext, RunOptions
 from .signals import shutdown_handlers
@@ -161,5 +161,5 @@ class Session:
         try:
             return True, call(*args)
         except Exception as error:
-            self.errors[f"{collector.name}.{what}"] = f"{type(error).__name__}: {error}"
+            self.errors[f"{collector.name}.{what}"] = redact_text(f"{type(error).__name__}: {error}")
             return False, None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..model.report import Report
+from ..terminal import printable, shell_quote
 from .renderer import AnalysedRun, Renderer
 
 MAX_FINDINGS = 5
@@ -20,7 +21,7 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
     run, steps = report.run, report.steps
     name = run.script or run.module or "trace"
     lines = []
-    head = f"perfdoctor: {name} {run.status}"
+    head = f"perfdoctor: {printable(name)} {run.status}"
     if run.exit_code not in (None, 0):
         head += f" (exit status {run.exit_code})"
     if run.duration_s is not None:
@@ -32,13 +33,13 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
         head += "; no training step seen"
     lines.append(head)
     if steps.breakdown:
-        lines.append("  where a step goes: " + " · ".join(f"{phase} {_pct(share)}" for phase, share in steps.breakdown.items()))
+        lines.append("  where a step goes: " + " · ".join(f"{printable(phase)} {_pct(share)}" for phase, share in steps.breakdown.items()))
     findings = report.findings
     if findings:
         lines.append("  findings:")
         for finding in findings[:MAX_FINDINGS]:
             lines.append(
-                f"    [{finding.severity}] {finding.id}: {finding.title} "
+                f"    [{finding.severity}] {printable(finding.id)}: {printable(finding.title)} "
                 f"(saves up to {_pct(finding.estimated_saving)})"
             )
         if len(findings) > MAX_FINDINGS:
@@ -46,10 +47,10 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
     else:
         lines.append("  findings: none; nothing measured here calls for a change")
     for note in report.notes:
-        lines.append(f"  note: {note}")
-    lines.append(f"  report: {out_dir / 'report.html'}  (data: {out_dir / 'report.json'})")
+        lines.append(f"  note: {printable(note)}")
+    lines.append(f"  report: {printable(out_dir / 'report.html')}  (data: {printable(out_dir / 'report.json')})")
     if tensorboard:
-        lines.append(f"  traces and scalars: tensorboard --logdir {out_dir / 'tb'}")
+        lines.append(f"  traces and scalars: tensorboard --logdir {shell_quote(out_dir / 'tb')}")
     return lines
 
 

@@ -39,9 +39,11 @@ def render_page(template: str, page: dict[str, Any]) -> str:
 
 
 def write_report_html(report: Report, path: Path) -> Path:
-    from ..stream.atomic import write_text
+    from ..stream.atomic import write_bytes
 
-    write_text(path, render_html(report))  # whole or not at all, the previous page kept on failure
+    # Whole or not at all, the previous page kept on failure; undecodable bytes of a file name
+    # (surrogate escapes) shown as \xff-style escapes rather than failing the page.
+    write_bytes(path, render_html(report).encode("utf-8", "backslashreplace"))
     return path
 
 

@@ -18,7 +18,9 @@ from ..model.host import HostSummary, HostTimeline
 from ..model.numbers import rounded
 from ..model.operators import OperatorRow, OperatorsSection
 from ..model.report import SCHEMA, Report, report_to_builtins
+from ..model.run import RunInfo
 from ..model.steps import PHASES, StepSeriesSection, StepsSection, StepTimes
+from ..redact import redact_argv, redact_text
 from ..stream.atomic import write_json
 from .renderer import AnalysedRun, Renderer
 
@@ -31,7 +33,7 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
     steps = data.steps
     return Report(
         schema=SCHEMA,
-        run=data.run,
+        run=_redacted(data.run),
         environment=data.environment,
         steps=StepsSection(
             count=steps.count,
@@ -89,9 +91,15 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
         profiler=data.profiler,
         gpu=data.gpu,
         ddp=data.ddp,
-        notes=data.notes,
+        notes=[redact_text(note) for note in data.notes],  # collector errors of older run files
         findings=[msgspec.structs.replace(finding, estimated_saving=round(finding.estimated_saving, 4)) for finding in findings],
     )
+
+
+def _redacted(run: RunInfo) -> RunInfo:
+    """argv and the error masked again: the raw files may come from an older perfdoctor."""
+    error = run.error and msgspec.structs.replace(run.error, message=redact_text(run.error.message))
+    return msgspec.structs.replace(run, argv=redact_argv(run.argv), error=error)
 
 
 def _series(data: RunData) -> StepSeriesSection:

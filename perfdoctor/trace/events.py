@@ -80,12 +80,25 @@ class NotJSON(Exception):
 
 
 def _finite_float(value: Any) -> float:
-    """A float, or NaN for what is not one (an integer beyond float range, say): NaN marks the
-    field unusable, as for a missing one."""
+    """A float; infinity for an integer beyond float range (out of range, like 1e400); NaN for
+    what is not a number at all (NaN marks the field missing)."""
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:
+        return float("-inf") if value < 0 else float("inf")
+    except (TypeError, ValueError):
         return float("nan")
+
+
+MAX_INT_DIGITS = 1000  # a longer integer is no count or time: infinity, like a float beyond range
+
+
+def bounded_int(text: str) -> int | float:
+    """json.loads' parse_int: Python refuses to convert integers of more than 4300 digits (and
+    is slow on long ones); such a number in a trace is unusable, not a syntax error."""
+    if len(text) <= MAX_INT_DIGITS:
+        return int(text)
+    return float("-inf") if text.startswith("-") else float("inf")
 
 
 def _number_literal(value: Any) -> bytes:
@@ -127,6 +140,7 @@ _ARG_GETTERS = {
     "stream": attrgetter("stream"),
     "nbytes": attrgetter("nbytes"),
 }
+_ARG_NAMES = {field.name: field.encode_name for field in msgspec.structs.fields(_Args)}
 _get_dims = attrgetter("input_dims")
 _get_flops = attrgetter("flops")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -264,7 +278,7 @@ class ColumnBuilder:
                 skipped.add("event with invalid UTF-8 text", at=offset + error.start)
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, parse_int=bounded_int)
             except RecursionError:
                 skipped.add("event nested too deeply", at=offset)
                 continue
@@ -369,7 +383,7 @@ class ColumnBuilder:
         tid = self._ids(list(map(_get_tid, events)))
 
         args = list(map(_get_args, events))
-        arg = {key: np.fromiter(map(get, args), dtype=np.int64, count=n) for key, get in _ARG_GETTERS.items()}
+        arg = {key: self._int64s(list(map(get, args)), key) for key, get in _ARG_GETTERS.items()}
         external_id = np.where(arg["external_id"] >= 0, arg["external_id"], arg["external_id_v1"])
         flops = np.fromiter(map(_get_flops, args), dtype=np.float64, count=n)
 
@@ -413,6 +427,16 @@ class ColumnBuilder:
         out_of_range = rest & (np.isinf(dur_us) | (dur_us >= MAX_ABS_US))
         self.skipped.add("complete event with an out-of-range dur", int(np.count_nonzero(out_of_range)))
 
+    def _int64s(self, values: list, key: str) -> np.ndarray:
+        """An int column of args; a value beyond int64 (the decoder accepts any integer) is
+        unusable: -1, as for a missing one, and noted."""
+        try:
+            return np.fromiter(values, dtype=np.int64, count=len(values))
+        except OverflowError:
+            bad = [v for v in values if not _INT64_MIN <= v <= _INT64_MAX]
+            self.skipped.add(f"args[{_ARG_NAMES[key]!r}] beyond 64 bits ignored", len(bad), events=False)
+            return np.fromiter((v if _INT64_MIN <= v <= _INT64_MAX else -1 for v in values), dtype=np.int64, count=len(values))
+
     def _ids(self, values: list) -> np.ndarray:
         """pid/tid values (ints, or strings like "Spans") as int64."""
         try:
@@ -440,6 +464,8 @@ class ColumnBuilder:
         self, cat: np.ndarray, pid: np.ndarray, tid: np.ndarray, device: np.ndarray, stream: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """GPU index and stream from args, else (old traces) from pid and "stream N" tids."""
+        device = np.where((device >= 0) & (device < (1 << 15)), device, -1)  # beyond the int16 column: unknown
+        stream = np.where((stream >= 0) & (stream < (1 << 31)), stream, -1)
         on_gpu = np.isin(cat, list(_GPU_CATEGORIES))
         device = np.where(on_gpu & (device < 0) & (pid >= 0) & (pid < 1024), pid, device)
         device = np.where(on_gpu, device, -1)
