@@ -17,6 +17,9 @@ STEP_COLUMNS = (
 HOST_COLUMNS = (
     "t_ns", "step", "process_cpu", "children_cpu", "children", "system_cpu", "core_cpu",
     "rss", "children_rss", "threads", "ctx_switches_involuntary", "memory_used_bytes",
+    # the job's CPU against everyone else's (collect/cpu.py); None where a source is missing
+    "tree_processes", "tree_cpu", "others_cpu", "top_others", "tree_threads", "tree_run_ms", "tree_wait_ms",
+    "main_run_ms", "main_wait_ms", "throttled_periods", "throttled_ms", "pressure_some", "cgroup_pressure_some",
 )
 
 
