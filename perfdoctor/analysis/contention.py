@@ -166,3 +166,16 @@ def _top_others(column: list[Any], intervals: list[int]) -> list[OtherProcess]:
     ranked = sorted(totals, key=lambda name: -totals[name])[:5]
     n = max(1, len(intervals))
     return [OtherProcess(name=name, cpu_cores=round(totals[name] / n / 100, 3), samples=counts[name]) for name in ranked]
+
+
+def contention_caveat(contention: CpuContention) -> str:
+    """One sentence for a finding whose timings the shared machine may have distorted."""
+    parts = []
+    if contention.others_cpu_cores is not None:
+        parts.append(f"other processes used {contention.others_cpu_cores:.1f} cores")
+    if contention.main_wait_share is not None:
+        parts.append(f"the training thread waited for a CPU {contention.main_wait_share:.0%} of the time")
+    if contention.throttled_share:
+        parts.append(f"the cgroup's quota held the job off the CPUs {contention.throttled_share:.0%} of the time")
+    measured = ", ".join(parts) or "other processes took CPU time the job wanted"
+    return f"The machine was shared while this was measured ({measured}): timings are inflated; confirm on a quiet machine."

@@ -58,7 +58,7 @@ def dataloader(records: list[dict[str, Any]]) -> dict[str, Any]:
     def loader(ident: Any) -> dict[str, Any]:
         return loaders.setdefault(int(ident), {
             "id": int(ident), "args": {}, "dataset": {}, "epochs": {}, "batch_wait_ns": [],
-            "ready_wait_ns": 0, "unknown_wait_ns": 0, "cpu_in_long_waits": {"busy_ticks": 0, "total_ticks": 0},
+            "ready_wait_ns": 0, "unknown_wait_ns": 0, "cpu_in_long_waits": {},
         })
 
     for record in records:
@@ -76,7 +76,10 @@ def dataloader(records: list[dict[str, Any]]) -> dict[str, Any]:
             entry = loader(totals["loader"])
             entry["ready_wait_ns"] = totals.get("ready_wait_ns", 0)
             entry["unknown_wait_ns"] = totals.get("unknown_wait_ns", 0)
-            entry["cpu_in_long_waits"] = {"busy_ticks": totals.get("busy_ticks", 0), "total_ticks": totals.get("total_ticks", 0)}
+            # the job's producing threads while long waits ran (older streams: the machine's busy ticks)
+            entry["cpu_in_long_waits"] = {
+                key: totals[key] for key in ("job_run_ns", "job_wait_ns", "wall_ns", "busy_ticks", "total_ticks") if key in totals
+            }
     result = []
     for ident in sorted(loaders):
         entry = loaders[ident]
