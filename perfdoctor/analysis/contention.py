@@ -84,7 +84,7 @@ def summarize_contention(raw: dict[str, Any], usable_cores: float | None, chosen
     if quota:
         capacity = min(capacity, quota)
     wall_ms = step_count = 0.0
-    tree_run = tree_wait = attributed = main_attributed = main_on_cpu = 0.0
+    tree_run = tree_wait = attributed = main_attributed = main_on_cpu = main_any = 0.0
     waits_measured = False
     for i in intervals:
         dt_ms = (times[i] - times[i - 1]) / 1e6
@@ -104,6 +104,7 @@ def summarize_contention(raw: dict[str, Any], usable_cores: float | None, chosen
         attributed += caused
         main_w, main_r = _number(main_wait[i]) or 0.0, _number(main_run[i]) or 0.0
         main_attributed += main_w * (caused / w if w > 0 else 0.0)
+        main_any += main_w
         main_on_cpu += main_r
 
     def mean_cores(values: list[Any]) -> float | None:
@@ -135,6 +136,7 @@ def summarize_contention(raw: dict[str, Any], usable_cores: float | None, chosen
         if step_count > 0:
             result.wait_ms_per_step = attributed / step_count
             result.main_wait_ms_per_step = main_attributed / step_count
+            result.main_wait_any_ms_per_step = main_any / step_count
     picked_pressure = [v for i in intervals if (v := _number(pressure[i])) is not None]
     picked_cgroup = [v for i in intervals if (v := _number(cgroup_pressure[i])) is not None]
     result.pressure_some = sum(picked_pressure) / len(picked_pressure) if picked_pressure else None

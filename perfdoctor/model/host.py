@@ -61,6 +61,7 @@ class CpuContention(msgspec.Struct, kw_only=True):
     wait_ms_per_step: float | None = None  # the tree's threads' waiting caused by others, summed, per step
     main_wait_ms_per_step: float | None = None  # the training thread's waiting caused by others, per step
     main_wait_share: float | None = None  # ... as a share of wall time (of the step)
+    main_wait_any_ms_per_step: float | None = None  # the training thread's waiting for a CPU, whatever held it
     main_cpu_share: float | None = None  # the training thread on a CPU, share of wall time
     involuntary_switches_per_s: float | None = None
     throttled_periods: int | None = None  # cgroup quota periods in which the job was throttled

@@ -183,6 +183,15 @@ class CpuThreadOversubscription(Rule):
                     + "): the measured slowdown is not trusted, and the saving assumes threads share cores fairly."
                 )
                 slowdown = None
+            elif shared and slowdown < limits.min_measured_slowdown:
+                # On a busy machine the probe's smaller thread count suffers most (its threads wait
+                # for each other while one is off its CPU): the comparison cannot clear the setting.
+                confidence, reason = "low", (
+                    f"Measured on a shared machine (other processes used {contention.others_cpu_cores or 0:.1f} cores): "  # type: ignore[union-attr]
+                    f"the probe ran {probe.ms_at_threads:.1f} ms at {probe.threads} threads and {probe.ms_at_cores:.1f} ms at "
+                    f"{probe.cores}, timings that waiting for CPUs distorts; the saving assumes threads share cores fairly."
+                )
+                slowdown = None
             elif slowdown < limits.min_measured_slowdown:
                 return None  # oversubscribed on paper, but this machine shows no cost: stay quiet
             elif shared:
@@ -194,6 +203,9 @@ class CpuThreadOversubscription(Rule):
         # Without a measured slowdown, assume the least harmful case: threads share cores fairly.
         penalty = (1 - 1 / slowdown) if slowdown else 0.25
         per_process = max(1, cores // local_processes)
+        if shared and contention is not None and contention.others_cpu_cores:
+            # the cores other processes leave free, shared among this machine's processes of the job
+            per_process = max(1, min(per_process, int(cores - contention.others_cpu_cores + 0.5) // local_processes))
         evidence = {
             "intra_op_threads": threads,
             "processes_on_this_machine": local_processes,
