@@ -11,7 +11,7 @@ development machine, as a user would run it), reduced to its step series (`durat
 measured about other processes taking the job's CPUs during that run.
 
 - `quiet_*`: no load of ours. The development machine is shared by other people's jobs, so a run
-  is only as quiet as the machine was: the recorder waits (up to 10 minutes) for a 3-second window
+  is only as quiet as the machine was: the recorder waits (up to 2 minutes) for a 3-second window
   in which other processes leave a core free, and the fixture keeps what the run measured
   (`host_contention.shared`, `others_cpu_cores`); the tests read that, never assume it.
 - `busy_*`: while the load generator (tests/loadgen.py: a spinning process per core) keeps every
@@ -54,7 +54,7 @@ def record(name: str, script: Path, extra: list[str], busy: bool) -> None:
             report = run_once(script, extra)
     else:
         try:
-            wait_until_quiet(timeout_s=600)
+            wait_until_quiet(timeout_s=120)
         except SystemExit:
             print(f"{name}: the machine never left a core free; recording anyway (the fixture says how busy it was)")
         report = run_once(script, extra)
