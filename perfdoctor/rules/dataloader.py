@@ -119,13 +119,16 @@ def producer_cpu(data: RunData, loader: LoaderSummary) -> float | None:
     if loader.job_cores_in_waits is not None:
         return min(1.0, loader.job_cores_in_waits / max(1, loader.num_workers))
     busy = workers_busy_percent(data, loader)
-    return None if busy is None else busy / 100
+    if busy is None:
+        return None
+    workers = max(1, loader.num_workers)
+    return min(1.0, busy * workers / min(workers, usable_cores(data)) / 100)  # per worker the cores can run at once
 
 
-def compute_ms_with_threads(compute_ms: float, threads: int, fewer: int) -> float:
+def compute_ms_with_threads(compute_ms: float, threads: int, fewer: int, cores: int) -> float:
     """The step's own compute at `fewer` intra-op threads, assuming (pessimistically) that it
-    scaled linearly with the threads."""
-    return compute_ms * threads / max(1, fewer)
+    scaled linearly with the threads that had a core each."""
+    return compute_ms * min(threads, max(1, cores)) / max(1, min(fewer, threads))
 
 
 def worker_plan(cores: int, threads: int, producer: float, compute_ms: float) -> tuple[int, int, float]:
@@ -136,7 +139,7 @@ def worker_plan(cores: int, threads: int, producer: float, compute_ms: float) ->
     best: tuple[int, int, float] | None = None
     for workers in range(1, min(MAX_SUGGESTED_WORKERS, max(1, cores - 1)) + 1):
         fewer = min(threads, max(1, cores - workers))
-        step = max(compute_ms_with_threads(compute_ms, threads, fewer), producer / workers)
+        step = max(compute_ms_with_threads(compute_ms, threads, fewer, cores), producer / workers)
         if best is None or step < best[2] - 1e-9:
             best = (workers, fewer, step)
     assert best is not None
