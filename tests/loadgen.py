@@ -26,6 +26,16 @@ while time.monotonic() < end:
 """
 
 
+def others_cores(seconds: float = 2.0) -> float:
+    """Cores that other processes keep busy now, measured over `seconds` (this process idles)."""
+    from perfdoctor.collect.cpu import machine_busy_s
+
+    before = machine_busy_s()
+    time.sleep(seconds)
+    after = machine_busy_s()
+    return 0.0 if before is None or after is None else (after[0] - before[0]) / seconds
+
+
 @contextmanager
 def busy_cores(count: int | None = None, max_seconds: float = 900.0) -> Iterator[list[subprocess.Popen]]:
     """`count` spinning processes (default: one per core this process may run on)."""

@@ -12,7 +12,18 @@ import json
 import pytest
 
 from conftest import SAMPLE_WORKLOADS, run_perfdoctor
-from loadgen import busy_cores
+from loadgen import busy_cores, others_cores
+
+AMBIENT_MAX_CORES = 0.5  # the under-load tests' premise: only the load generator keeps the cores busy
+
+
+def only_our_load() -> None:
+    """Skip, saying what was measured, when other processes already kept the machine busy before
+    the load generator started (a shared CI runner, a busy workstation): the test's premise is a
+    machine that the generator alone fills, and on top of an unknown load its numbers say nothing."""
+    ambient = others_cores()
+    if ambient > AMBIENT_MAX_CORES:
+        pytest.skip(f"other processes already used {ambient:.1f} cores before the load generator started")
 
 CONTENTION = "cpu-contention"
 # Advice that would be wrong for a planted cause (the opposite fix).
@@ -56,6 +67,7 @@ def test_planted_problem_is_the_top_finding(tmp_path, script, expected):
 @pytest.mark.slow
 @pytest.mark.parametrize("script, expected", sorted(PLANTED.items()))
 def test_planted_problem_is_found_while_every_core_is_busy(tmp_path, script, expected):
+    only_our_load()
     with busy_cores():
         report = run_workload(tmp_path, script)
     ids = [f["id"] for f in report["findings"]]
@@ -81,6 +93,7 @@ def test_healthy_run_has_nothing_above_info(tmp_path, script, args):
 
 @pytest.mark.slow
 def test_healthy_run_while_every_core_is_busy_has_only_contention_to_say(tmp_path):
+    only_our_load()
     with busy_cores():
         report = run_workload(tmp_path, "healthy_cnn.py")
     loud = [(f["id"], f["severity"]) for f in report["findings"] if f["severity"] != "info"]
