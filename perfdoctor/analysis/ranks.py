@@ -63,6 +63,7 @@ def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, nod
     unsynced = ddp_raw.unsynced_forwards if ddp_raw else []
     steady_synced = [synced[i] for i in chosen if i < len(synced)]
     steps = data.steps
+    contention = data.host.contention if data.host else None
     return RankSummary(
         rank=rank,
         node=node,
@@ -87,6 +88,8 @@ def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, nod
         comm_ms=comm_ms,
         exposed_comm_ms=exposed_ms,
         trace_comm=data.trace.comm if data.trace is not None else None,
+        cpu_wait_ms_per_step=contention.main_wait_any_ms_per_step if contention else None,
+        machine_shared=contention.shared if contention else None,
     )
 
 
@@ -130,6 +133,8 @@ def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> 
                 **{f"{phase}_ms": breakdown.get(phase) if breakdown else None for phase in PHASES},
                 comm_ms=comm_ms,
                 exposed_comm_ms=exposed_ms,
+                cpu_wait_ms_per_step=summary.cpu_wait_ms_per_step,
+                machine_shared=summary.machine_shared,
             )
         )
     locals_ = [(row.local_p50_ms, row.rank) for row in table if row.local_p50_ms is not None]
@@ -138,6 +143,9 @@ def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> 
         slowest_ms, slowest_rank = max(locals_, key=lambda item: (item[0], item[1] if item[1] is not None else -1))
         others = [ms for ms, rank in locals_ if rank != slowest_rank]
         typical = statistics.median(others)
+        waits = {row.rank: row.cpu_wait_ms_per_step for row in table}
+        other_waits = [w for rank, w in waits.items() if rank != slowest_rank and w is not None]
+        own_wait = waits.get(slowest_rank)
         straggler = Straggler(
             rank=slowest_rank,
             local_p50_ms=slowest_ms,
@@ -145,6 +153,7 @@ def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> 
             others_wait_ms_per_step=max(0.0, slowest_ms - typical),
             step_p50_ms=next(row.step_p50_ms for row in table if row.rank == slowest_rank),
             slowest_step_share=slowest_step_share(ranks, slowest_rank),
+            extra_cpu_wait_ms=max(0.0, own_wait - statistics.median(other_waits)) if own_wait is not None and other_waits else None,
         )
     logged = first.logged if first else {}
     # A rank's communication time includes waiting for slower ranks: the rank that waits least

@@ -71,10 +71,14 @@ class LoaderSummary:
     wait_p50_ms: float | None
     wait_p95_ms: float | None
     epochs: list[EpochStats]
-    cores_busy_in_waits: float | None = None  # all cores' busy share while long waits ran
-    # Every core was busy while the step waited on this loader, so more workers cannot help:
+    # The job's producing threads (the thread in next(), the workers) asked for this share of the
+    # usable cores while long waits ran: running, or runnable and waiting for a CPU.
+    cores_busy_in_waits: float | None = None
+    # They filled the cores while the step waited on this loader, so more workers cannot help:
     # one fact, decided once in analysis/dataloader.py (`cores_saturated`), read by every rule.
     cores_saturated: bool = False
+    job_cores_in_waits: float | None = None  # the same in cores
+    job_cpu_wait_share_in_waits: float | None = None  # of that, the share spent waiting for a CPU
     ready_wait_ms: float = 0.0  # waits for batches already delivered by workers: receiving cost
 
     @property

@@ -98,7 +98,10 @@ class Session:
         self.started_perf = time.perf_counter()
         self.errors: dict[str, str] = {}
         self.writer = StreamWriter(self.rundir, self.rank)
-        self.context = CollectorContext(rundir=self.rundir, rank=self.rank, clock=self.clock, options=self.options, writer=self.writer)
+        self.context = CollectorContext(
+            rundir=self.rundir, rank=self.rank, clock=self.clock, options=self.options, writer=self.writer,
+            supervised=self.supervised, local_world_size=self.identity.local_world_size,
+        )
         self._active: list[Collector] = []
         self._owner = os.getpid()
         self._stopped = False

@@ -89,6 +89,10 @@ class RankSummary(msgspec.Struct, kw_only=True):
     comm_ms: float | None
     exposed_comm_ms: float | None
     trace_comm: TraceComm | None
+    # The rank's training thread waiting for a CPU per step (whatever held it: other processes,
+    # other ranks), and whether other processes took the machine's CPUs (host.contention).
+    cpu_wait_ms_per_step: float | None = None
+    machine_shared: bool | None = None
 
 
 class RankRow(msgspec.Struct, kw_only=True):
@@ -105,6 +109,8 @@ class RankRow(msgspec.Struct, kw_only=True):
     other_ms: float | None
     comm_ms: float | None
     exposed_comm_ms: float | None
+    cpu_wait_ms_per_step: float | None = None  # its training thread waiting for a CPU, per step
+    machine_shared: bool | None = None
 
     def phase_ms(self, phase: str) -> float | None:
         value: float | None = getattr(self, f"{phase}_ms")
@@ -118,6 +124,9 @@ class Straggler(msgspec.Struct, kw_only=True):
     others_wait_ms_per_step: float
     step_p50_ms: float | None
     slowest_step_share: float | None = None  # in what share of steps it was the slowest
+    # The straggler's training thread waited this much longer for a CPU per step than the
+    # others' (median): the part of its lag that is waiting for a CPU, not more work.
+    extra_cpu_wait_ms: float | None = None
 
 
 class DdpSection(msgspec.Struct, kw_only=True):

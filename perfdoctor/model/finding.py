@@ -8,6 +8,10 @@ import msgspec
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")  # worst first
+# How far the measurements behind a finding can be trusted: "high" unless something measured in
+# the same run (other processes taking the CPUs, an unstable probe) makes its timings uncertain,
+# which `confidence_reason` then says.
+Confidence = Literal["high", "medium", "low"]
 
 
 class Finding(msgspec.Struct, kw_only=True):
@@ -20,3 +24,5 @@ class Finding(msgspec.Struct, kw_only=True):
     fix: str  # a code snippet
     docs: str  # where to read more
     area: str = ""
+    confidence: Confidence = "high"
+    confidence_reason: str = ""  # why it is not "high": what was measured that makes it uncertain

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..analysis.rundata import RunData
-from ..model.finding import SEVERITIES, Finding, Severity
+from ..model.finding import SEVERITIES, Confidence, Finding, Severity
 
 __all__ = [
     "CRITICAL_SAVING", "SEVERITIES", "TUNING_GUIDE", "WARNING_SAVING", "Finding", "NoThresholds", "Rule",
@@ -59,6 +59,10 @@ class Rule:
     area: ClassVar[str]
     docs: ClassVar[str] = TUNING_GUIDE  # where a user reads more (PyTorch's own documentation)
     Thresholds: ClassVar[type] = NoThresholds
+    # Whether the finding rests on wall-clock timings that other processes on the machine can
+    # distort: on a shared machine (host.contention.shared) its confidence is lowered, with the
+    # reason, unless the rule itself corrected for the contention and said so.
+    timing_based: ClassVar[bool] = True
     # Ids of rules whose finding makes this one's redundant (they name the cause more precisely,
     # or their fix comes first): when one of them reports, this rule's finding is dropped.
     defers_to: ClassVar[tuple[str, ...]] = ()
@@ -75,6 +79,8 @@ class Rule:
         advice: str,
         fix: str,
         severity: Severity | None = None,
+        confidence: Confidence = "high",
+        confidence_reason: str = "",
     ) -> Finding:
         saving = min(1.0, max(0.0, saving))
         return Finding(
@@ -87,6 +93,8 @@ class Rule:
             fix=fix,
             docs=self.docs,
             area=self.area,
+            confidence=confidence,
+            confidence_reason=confidence_reason,
         )
 
 

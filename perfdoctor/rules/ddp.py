@@ -100,6 +100,10 @@ class DdpStraggler(Rule):
         min_wait_share: float = 0.10  # the others' wait as a share of the step
         min_wait_ms: float = 1.0
         min_slowest_step_share: float = 0.75  # the rank must be the slowest in this share of steps
+        # The straggler's extra waiting for a CPU explains its lag when it is at least this share
+        # of the lag: then the cause is the machine (other processes, or other ranks, holding its
+        # cores), not more work or data, and the finding says so at info level.
+        cpu_wait_explains: float = 0.5
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
         ddp, step = data.ddp, step_ms(data)
@@ -122,6 +126,37 @@ class DdpStraggler(Rule):
             for phase in phases
         }
         worst_phase = max(phases, key=lambda p: (phases[p] or 0.0) - (typical[p] or 0.0))
+        extra_wait = straggler.extra_cpu_wait_ms
+        cpu_bound_lag = extra_wait is not None and extra_wait >= limits.cpu_wait_explains * wait
+        shared = any(r.machine_shared for r in ddp.ranks)
+        if cpu_bound_lag:
+            return self.finding(
+                title=f"Rank {rank} lags {wait:.1f} ms per step because it waited for a CPU, not for more work",
+                evidence={
+                    "straggler_rank": rank,
+                    "straggler_node": row.node if row else None,
+                    "cause": "cpu-wait",
+                    "others_wait_per_step_ms": rounded(wait),
+                    "straggler_extra_cpu_wait_per_step_ms": rounded(extra_wait),
+                    "straggler_cpu_wait_per_step_ms": rounded(row.cpu_wait_ms_per_step if row else None),
+                    "machine_shared": shared,
+                    "wait_share": rounded(share, 4),
+                    "step_ms": rounded(step),
+                    "ranks": len(ddp.ranks),
+                },
+                saving=share,
+                severity="info",
+                advice=(
+                    f"Rank {rank}'s training thread waited {extra_wait:.1f} ms longer per step for a CPU than the other "
+                    f"ranks', which is most of its {wait:.1f} ms lag: its work and data are not the cause. "
+                    + ("Other processes on the machine took its cores (see cpu-contention): " if shared else "")
+                    + "give every rank its own cores (fewer intra-op threads per rank, torch.set_num_threads(cores // ranks)), "
+                    "or run on a quieter machine."
+                ),
+                fix="torch.set_num_threads(max(1, os.cpu_count() // int(os.environ['LOCAL_WORLD_SIZE'])))",
+                confidence="medium" if shared else "high",
+                confidence_reason="measured on a shared machine" if shared else "",
+            )
         return self.finding(
             title=f"Rank {rank} is a straggler: the other ranks wait {wait:.1f} ms for it every step",
             evidence={
@@ -136,6 +171,7 @@ class DdpStraggler(Rule):
                 "slowest_phase": worst_phase,
                 "slowest_phase_on_straggler_ms": rounded(phases[worst_phase]),
                 "slowest_phase_elsewhere_ms": rounded(typical[worst_phase]),
+                "straggler_extra_cpu_wait_per_step_ms": rounded(extra_wait),
                 "ranks": len(ddp.ranks),
             },
             saving=share,
