@@ -87,6 +87,7 @@ def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, nod
         comm_ms=comm_ms,
         exposed_comm_ms=exposed_ms,
         trace_comm=data.trace.comm if data.trace is not None else None,
+        slowest_step=data.trace.places.slowest_step if data.trace is not None else None,
     )
 
 
@@ -145,6 +146,7 @@ def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> 
             others_wait_ms_per_step=max(0.0, slowest_ms - typical),
             step_p50_ms=next(row.step_p50_ms for row in table if row.rank == slowest_rank),
             slowest_step_share=slowest_step_share(ranks, slowest_rank),
+            trace_step=next((s.slowest_step for s in ranks if s.rank == slowest_rank), None),
         )
     logged = first.logged if first else {}
     # A rank's communication time includes waiting for slower ranks: the rank that waits least

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .finding import TraceLocation
 from .run import Status
 from .steps import PhaseValues
 
@@ -89,6 +90,7 @@ class RankSummary(msgspec.Struct, kw_only=True):
     comm_ms: float | None
     exposed_comm_ms: float | None
     trace_comm: TraceComm | None
+    slowest_step: TraceLocation | None = None  # this rank's slowest profiled step, in its own trace
 
 
 class RankRow(msgspec.Struct, kw_only=True):
@@ -118,6 +120,7 @@ class Straggler(msgspec.Struct, kw_only=True):
     others_wait_ms_per_step: float
     step_p50_ms: float | None
     slowest_step_share: float | None = None  # in what share of steps it was the slowest
+    trace_step: TraceLocation | None = None  # its slowest profiled step, in its own trace
 
 
 class DdpSection(msgspec.Struct, kw_only=True):

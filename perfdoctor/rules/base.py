@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..analysis.rundata import RunData
-from ..model.finding import SEVERITIES, Finding, Severity
+from ..analysis.places import TracePlaces
+from ..model.finding import SEVERITIES, Finding, Severity, TraceLocation
 
 __all__ = [
     "CRITICAL_SAVING", "SEVERITIES", "TUNING_GUIDE", "WARNING_SAVING", "Finding", "NoThresholds", "Rule",
-    "severity_at_most", "severity_for", "thresholds_with",
+    "places", "severity_at_most", "severity_for", "thresholds_with",
 ]
 
 CRITICAL_SAVING = 0.30  # an estimated saving at or above this is critical
@@ -75,6 +76,7 @@ class Rule:
         advice: str,
         fix: str,
         severity: Severity | None = None,
+        locations: list[TraceLocation | None] | None = None,
     ) -> Finding:
         saving = min(1.0, max(0.0, saving))
         return Finding(
@@ -87,7 +89,13 @@ class Rule:
             fix=fix,
             docs=self.docs,
             area=self.area,
+            locations=[place for place in locations or [] if place is not None],
         )
+
+
+def places(data: RunData) -> TracePlaces:
+    """Where in the run's trace findings can point (nothing when no trace was read)."""
+    return data.trace.places if data.trace is not None else TracePlaces()
 
 
 def thresholds_with(rule: Rule, overrides: dict[str, Any]) -> Any:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..analysis.rundata import RunData
 from ..model.numbers import rounded
-from .base import Finding, Rule
+from .base import Finding, Rule, places
 from .dataloader import usable_cores
 
 
@@ -135,6 +135,7 @@ class MainLoopPreprocessing(Rule):
                 "        return augment(image), label  # runs in the DataLoader workers\n\n"
                 "loader = DataLoader(AugmentedDataset(base), batch_size=64, num_workers=4, persistent_workers=True)"
             ),
+            locations=[places(data).slowest_step],
         )
 
 
@@ -184,4 +185,5 @@ class HostOverheadBound(Rule):
                 "replace Python loops over layers or samples with batched tensor operations."
             ),
             fix="model = torch.compile(model)  # fuses small ops; or raise batch_size so each op does more work",
+            locations=[places(data).slowest_step],
         )

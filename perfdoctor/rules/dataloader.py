@@ -15,7 +15,7 @@ from ..analysis.dataloader import busiest_loader
 from ..analysis.rundata import LoaderSummary, RunData
 from ..model.gpu import GpuSteps
 from ..model.numbers import rounded
-from .base import Finding, Rule
+from .base import Finding, Rule, places
 
 MAX_SUGGESTED_WORKERS = 8
 
@@ -175,6 +175,7 @@ class DataLoaderBottleneck(Rule):
             saving=saving,
             advice=advice,
             fix=fix,
+            locations=[places(data).longest_dataloader_wait],
         )
 
 
@@ -221,6 +222,7 @@ class DataLoaderCpuSaturated(Rule):
             saving=share,
             advice=advice,
             fix=fix,
+            locations=[places(data).longest_dataloader_wait],
         )
 
 
@@ -339,4 +341,5 @@ class DataLoaderPinMemory(Rule):
             ),
             fix=loader_call(loader.args, num_workers=loader.num_workers, pin_memory=True)
             + "\nfor inputs, targets in loader:\n    inputs = inputs.to('cuda', non_blocking=True)\n    targets = targets.to('cuda', non_blocking=True)",
+            locations=list(places(data).pageable_copies.values())[:3],
         )
