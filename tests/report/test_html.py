@@ -268,8 +268,9 @@ def test_reference_report_renders_every_section():
     assert "step 0 168 ms" in visible(timeline)
     # Operators: the (empty) statistics say n/a, and how to open the trace.
     operators = visible(section(html, "operators"))
-    assert "tb/reference_cnn/vm_3672.1795773647809.pt.trace.json.gz" in operators
-    assert "tensorboard --logdir RUN/tb" in operators and "ui.perfetto.dev" in operators
+    link = Page(section(html, "operators")).all("a", **{"class": "trace-link"})
+    assert [a["href"] for a in link] == ["trace.html?trace=tb/reference_cnn/vm_3672.1795773647809.pt.trace.json.gz"]
+    assert "perfdoctor view RUN" in operators and "tensorboard --logdir RUN/tb" in operators
     # DataLoader, host, environment.
     loader = visible(section(html, "dataloader"))
     assert "TensorDataset, 6,400 samples" in loader and "49.5 ms" in loader and "5.68 ms" in loader
@@ -277,7 +278,10 @@ def test_reference_report_renders_every_section():
     assert "1.84 cores" in host and "389.2 MiB" in host and "92.4% (p90 100%)" in host and "68.7/s" in host
     environment = visible(section(html, "environment"))
     assert "2.13.0+cpu" in environment and "OpenMP" in environment
-    assert "Steps run under the profiler: 5–10." in environment
+    # Which steps the trace holds (6-10, as --profile-steps and ProfilerStep#N count them), and the
+    # profiler's warm-up step 5, which ran under it but is not in the trace.
+    assert "it traced steps 6–10 (0-based" in environment
+    assert "It also ran during step 5, its warm-up, which the trace leaves out: steps 5–10 all ran under the profiler" in environment
     assert_no_none_or_nan(html)
 
 
@@ -310,7 +314,7 @@ def test_rich_report_shows_findings_gpu_and_ddp():
     assert "before forward 0.265 ms 1%" in step and "rest of other" in step
     # Operators.
     ops = section(html, "operators")
-    assert ops.count("<tr>") == 3 and "aten::convolution_backward" in ops and "40.2 ms" in visible(ops)
+    assert ops.count("<tr>") == 3 and "aten::<wbr>convolution_<wbr>backward" in ops and "40.2 ms" in visible(ops)
     assert "412" in visible(ops) and "8.5 µs" in visible(ops) and "12%" in visible(ops)
     # GPU: the headline facts, the causes as tables, every measurement as generic tables.
     gpu = section(html, "gpu")
