@@ -2,9 +2,8 @@
 wait, and for each op that synced with the GPU or copied from pageable memory, its longest
 occurrence. Rules copy them into their findings' `locations`; the trace view opens there.
 
-Each place shows the whole profiled step it happened in (the context: what ran before and
-after), with the event named so that its track opens first; the label says where in the step
-to look.
+A place shows its event with what ran just before and after it (within its step), the event
+named so that its track opens first; the label says which step, and where in it.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ if TYPE_CHECKING:
     from ..trace.steps import StepWindow
 
 
-LONG_STEP_NS = 1_000_000_000  # a place in a step longer than this shows only its surroundings:
-CONTEXT_NS = 10_000_000  # at least this much either side of the event
+CONTEXT_FACTOR = 3  # a place shows its event with this many times its length either side,
+CONTEXT_NS = 2_000_000  # and at least this much (ns), within the event's step
 
 
 @dataclass
@@ -45,10 +44,10 @@ def _at(trace: Trace, file: str, window: StepWindow, index: int, label: str, foc
         rank: int | None = None) -> TraceLocation:
     start, end = int(trace.ts_ns[index]), int(trace.end_ns[index])
     where = f"{_step_name(window)}, {_ms(max(start - window.start_ns, 0))} after it starts"
-    shown = (window.start_ns, window.end_ns)
-    if window.duration_ns > LONG_STEP_NS:  # a whole long step would show the event as a sliver
-        pad = max(10 * (end - start), CONTEXT_NS)
-        shown = (max(window.start_ns, start - pad), min(window.end_ns, end + pad))
+    # The event and what ran around it, within its step: speedscope opens on the whole window,
+    # so a whole step would show a short event as a sliver.
+    pad = max(CONTEXT_FACTOR * (end - start), CONTEXT_NS)
+    shown = (max(window.start_ns, start - pad), min(window.end_ns, end + pad))
     return TraceLocation(
         label=f"{label} in {where}",
         trace=file,
