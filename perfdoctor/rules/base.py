@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..analysis.rundata import RunData
@@ -76,7 +77,7 @@ class Rule:
         advice: str,
         fix: str,
         severity: Severity | None = None,
-        locations: list[TraceLocation | None] | None = None,
+        locations: Sequence[TraceLocation | None] = (),
     ) -> Finding:
         saving = min(1.0, max(0.0, saving))
         return Finding(
@@ -89,7 +90,7 @@ class Rule:
             fix=fix,
             docs=self.docs,
             area=self.area,
-            locations=[place for place in locations or [] if place is not None],
+            locations=[place for place in locations if place is not None],
         )
 
 

@@ -49,12 +49,19 @@ def live_run(rundir: RunDir) -> LiveRun:
             rows.extend((step, values) for step, _, values in step_scalars(record["steps"]))
     stride = max(1, -(-len(rows) // MAX_POINTS))
     shown = rows[::stride]
+    def column(tag: str) -> list[float | None]:
+        return [values[tag] for _, values in shown]
+
     series = StepSeriesSection(
         stride=stride,
         step=[step for step, _ in shown],
-        duration_ms=[values["step/time_ms"] for _, values in shown],
+        duration_ms=column("step/time_ms"),
         profiled=[False for _ in shown],
-        **{f"{phase}_ms": [values[f"step/{phase}_ms"] for _, values in shown] for phase in PHASES},
+        dataloader_ms=column("step/dataloader_ms"),
+        forward_ms=column("step/forward_ms"),
+        backward_ms=column("step/backward_ms"),
+        optimizer_ms=column("step/optimizer_ms"),
+        other_ms=column("step/other_ms"),
     )
     steady = rows[1:] if len(rows) > 1 else rows  # the first step warms up
     return LiveRun(

@@ -110,7 +110,7 @@ def _run_id(name: str, root: Path) -> str:
 
 
 def _traces_below(folder: Path) -> tuple[Path, ...]:
-    found = []
+    found: list[Path] = []
     for base, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "raw")
         found.extend(Path(base) / name for name in files if is_trace(name))

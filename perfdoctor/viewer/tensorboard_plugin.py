@@ -16,7 +16,7 @@ from .app import ViewerApp
 PLUGIN_NAME = "perfdoctor"
 
 
-class PerfdoctorPlugin(base_plugin.TBPlugin):  # type: ignore[misc]  # TensorBoard ships no type information
+class PerfdoctorPlugin(base_plugin.TBPlugin):
     plugin_name = PLUGIN_NAME
 
     def __init__(self, context: Any) -> None:
