@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-LOCAL_SCHEMES = ("data", "blob", "about", "chrome-error", "chrome")
+LOCAL_SCHEMES = ("data", "blob", "about", "chrome-error", "chrome", "file")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
@@ -242,6 +242,39 @@ class Page:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"never true: {expression}")
             time.sleep(0.2)
+
+    def frames(self) -> list[dict[str, Any]]:
+        """Every frame of the page, nested ones included ({"id", "url"}...)."""
+        found: list[dict[str, Any]] = []
+
+        def walk(node: dict[str, Any]) -> None:
+            found.append(node["frame"])
+            for child in node.get("childFrames", []):
+                walk(child)
+
+        walk(self.call("Page.getFrameTree")["frameTree"])
+        return found
+
+    def evaluate_in_frame(self, url_part: str, expression: str) -> Any:
+        """`expression` in the (first) frame whose URL contains url_part; None if there is none."""
+        frame = next((f for f in self.frames() if url_part in f.get("url", "")), None)
+        if frame is None:
+            return None
+        context = self.call("Page.createIsolatedWorld", frameId=frame["id"])["executionContextId"]
+        result = self.call("Runtime.evaluate", expression=expression, contextId=context, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            return None
+        return result.get("result", {}).get("value")
+
+    def wait_in_frame(self, url_part: str, expression: str, timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate_in_frame(url_part, expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"never true in a frame at *{url_part}*: {expression}")
+            time.sleep(0.25)
 
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
         params: dict[str, Any] = {"format": "png"}

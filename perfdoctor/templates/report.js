@@ -37,7 +37,8 @@
   // Trace links open the trace view that `perfdoctor view RUN` (or the TensorBoard tab) serves
   // next to this report. Opened from disk, there is nothing to open: say how to serve it.
   if (window.location.protocol === "file:") {
-    var folder = decodeURIComponent(window.location.pathname).replace(/\/[^\/]*$/, "") || ".";
+    // The run directory; a report of foreign traces sits in DIR/perfdoctor-report/ or NAME.perfdoctor/ beside them.
+    var folder = decodeURIComponent(window.location.pathname).replace(/\/[^\/]*$/, "").replace(/\/(perfdoctor-report|[^\/]*\.perfdoctor)$/, "") || ".";
     Array.prototype.forEach.call(document.querySelectorAll("a.trace-link"), function (link) {
       link.addEventListener("click", function (event) {
         event.preventDefault();
