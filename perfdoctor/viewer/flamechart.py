@@ -135,6 +135,10 @@ def viewer_document(trace: Trace, window: Window, focus: str | None = None, titl
         on_track = np.flatnonzero(mask & (trace.pid == track.pid) & (trace.tid == track.tid))
         starts = np.maximum(ts[on_track], window.start_ns) - window.start_ns
         ends = np.minimum(end[on_track], window.end_ns) - window.start_ns
+        # Clipped to the window, a range that began before it starts with what it overlapped:
+        # order again, longest first at equal starts, so that the enclosing range opens first.
+        order = np.lexsort((starts - ends, starts))
+        on_track, starts, ends = on_track[order], starts[order], ends[order]
         # Begin/end pairs written in nesting order: speedscope sorts each kind by time, keeping
         # the given order for ties, so a range and its last child that end together close
         # child first (from "X" events it would close the parent first and drop the child).

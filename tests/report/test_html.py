@@ -606,3 +606,51 @@ def test_templates_come_from_the_package_through_one_environment():
     assert environment is templates.environment()  # built once
     assert isinstance(environment.loader, jinja2.PackageLoader) and environment.autoescape is True
     assert Path(environment.get_template("report.html.j2").filename).parent == Path(templates.__file__).parents[1] / "templates"
+
+
+# --- defects seen in a real browser (issue 15) -----------------------------------------------------
+
+
+def test_a_report_of_foreign_traces_claims_no_run_status():
+    html = render_html(durations_only())
+    badges = Page(html.split('<section id="findings">')[0]).all("span", **{"class": "badge"})
+    assert [b.get("class") for b in badges if "status-" in (b.get("class") or "")] == ["badge status-trace"]
+    assert "from traces" in Page(html).visible and "badge status-completed" not in html
+
+
+def test_no_findings_is_said_once():
+    text = Page(render_html(reference())).visible
+    assert text.count("No findings") + text.count("no findings") == 2  # the header's badge, and the section's sentence
+    assert text.count("Nothing measured in this run calls for a change") == 1
+
+
+def test_the_header_shows_samples_per_second_as_check_measures_it():
+    from perfdoctor.gate.budgets import samples_per_second
+
+    report = reference()
+    header = visible(render_html(report).split('<section id="findings">')[0])
+    measured = samples_per_second(report)
+    assert measured is not None and f"Samples/s {fmt_num(measured.value)}" in header and "Samples/s 2,863" in header
+
+
+def test_findings_link_to_their_places_in_the_trace():
+    document = rich_json()
+    document["findings"][0]["locations"] = [{
+        "label": "the longest DataLoader wait (12.00 ms) in step 7, 0.10 ms after it starts", "trace": "tb/x/w.pt.trace.json.gz",
+        "start_ns": 1000, "end_ns": 9000, "step": 7, "op": "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", "rank": None,
+    }]
+    html = render_html(typed(document))
+    (link,) = Page(section(html, "findings")).all("a", **{"class": "trace-link"})
+    assert link["href"] == ("trace.html?trace=tb%2Fx%2Fw.pt.trace.json.gz&start_ns=1000&end_ns=9000"
+                            "&op=enumerate%28DataLoader%29%23_SingleProcessDataLoaderIter.__next__"
+                            "&label=the+longest+DataLoader+wait+%2812.00+ms%29+in+step+7%2C+0.10+ms+after+it+starts")
+    assert "In the trace" in visible(section(html, "findings"))
+
+
+def test_the_ddp_section_has_fixed_columns_and_no_nested_generic_tables():
+    html = render_html(rich())
+    ddp = section(html, "ddp")
+    heads = re.findall(r'<th scope="col" title="([a-z0-9_]+)"', ddp.split("</thead>")[0])
+    assert heads == ["rank", "node", "status", "steps", "step_p50_ms", "local_p50_ms", "dataloader_ms", "forward_ms",
+                     "backward_ms", "optimizer_ms", "other_ms", "comm_ms", "exposed_comm_ms"]
+    assert "table.kv table.kv" not in ddp and ddp.count('<table class="kv') <= 2  # DDP's log, folded away

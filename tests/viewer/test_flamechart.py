@@ -80,3 +80,20 @@ def test_a_window_outside_the_trace_is_none():
     full = whole(trace)
     assert clamp(trace, full.end_ns + 10, full.end_ns + 20) is None
     assert clamp(trace, None, None) == full
+
+
+def test_a_range_cut_by_the_window_does_not_cut_the_step_that_encloses_the_rest():
+    """The previous step's optimizer range often ends just after the next ProfilerStep starts: cut
+    at the window's start, it begins with the step and must not become the step's parent."""
+    trace = read_trace(CPU_TRACE)
+    step = step_windows(trace)[1]
+    straddling = [trace.name(i) for i in range(len(trace)) if trace.ts_ns[i] < step.start_ns < trace.end_ns[i]]
+    assert "Optimizer.step#Adam.step" in straddling  # step 4's optimizer range ends inside step 5
+    window = Window(step.start_ns, step.end_ns)
+    _, events = tracks(viewer_document(trace, window, title="step"))
+    (main,) = [track for track in events.values() if any(e["name"].startswith("ProfilerStep#") for e in track)]
+    opened = next(e for e in main if e["name"] == f"ProfilerStep#{step.number}" and e["ph"] == "B")
+    closed = next(e for e in main if e["name"] == f"ProfilerStep#{step.number}" and e["ph"] == "E")
+    assert opened["ts"] == 0.0 and closed["ts"] == pytest.approx(step.duration_ns / 1e3)  # the whole step, not cut short
+    assert main[1] == opened  # right under the window's root
+    assert_properly_nested(main, step.duration_ns / 1e3)
