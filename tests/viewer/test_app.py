@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import urllib.parse
-from pathlib import Path
 
 import pytest
 

@@ -11,8 +11,6 @@ read. Skipped, saying why, where Chromium is not installed.
 from __future__ import annotations
 
 import os
-import shutil
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -85,12 +83,6 @@ def assert_fits(page: Page) -> None:
 
 def shot(page: Page, name: str) -> Path:
     return page.screenshot(SCREENSHOTS / f"{name}.png")
-
-
-def run_id(page_url_base: str, logdir_name: str, browser: Chromium) -> str:
-    from perfdoctor.viewer.runs import discover
-
-    return next(run.id for run in discover(Path(logdir_name)) if run.name == "finished")
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -195,8 +187,3 @@ def test_the_tensorboard_tab(chromium, logdir, board, width):
     finally:
         page.close()
 
-
-def teardown_module(module):  # noqa: ARG001 - pytest's signature
-    # Keep only this session's screenshots next to each other: nothing else goes in the folder.
-    for stale in SCREENSHOTS.glob("*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
