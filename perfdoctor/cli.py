@@ -2,6 +2,7 @@
 
     perfdoctor run [OPTIONS] SCRIPT [ARGS...]    perfdoctor run [OPTIONS] -m MODULE [ARGS...]
     perfdoctor report PATH... [--out DIR]
+    perfdoctor view PATH [--port N] [--no-browser]
 
 An error in perfdoctor's own input is one line on stderr and exit status 2 (traceback with -v).
 """
@@ -140,6 +141,21 @@ class ReportCommand(Command):
         return 0
 
 
+class ViewCommand(Command):
+    name = "view"
+    help = "serve a run's report and trace view (or every run below a folder) on localhost"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("path", type=Path, metavar="PATH", help="a run directory, a folder of runs, or a folder of traces")
+        parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+        parser.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from .viewer.server import serve
+
+        return serve(args.path, port=args.port, open_browser=not args.no_browser)
+
+
 def _rank_options(args: argparse.Namespace, out: Path) -> list[str]:
     """The `run` options each rank of a launched job gets: ours, minus the launch itself."""
     options = ["--out", str(out), "-q", "--host-interval", str(args.host_interval)]
@@ -170,7 +186,7 @@ def _gate_commands() -> tuple[Command, ...]:
     return CheckCommand(), DiffCommand()
 
 
-COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand(), *_gate_commands())
+COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand(), *_gate_commands(), ViewCommand())
 
 
 def split_run_argv(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:

@@ -14,7 +14,7 @@ RUN_FIXTURE = REPO / "tests" / "data" / "run_reference_cnn"
 
 
 def copy_source(destination: Path) -> Path:
-    ignore = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "perfdoctor-runs", ".venv", "venv", ".hypothesis")
+    ignore = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "perfdoctor-runs", ".venv", "venv", ".hypothesis", "test-artifacts")
     shutil.copytree(REPO, destination, ignore=ignore)
     return destination
 
@@ -34,6 +34,15 @@ def test_wheel_ships_the_templates_and_renders_a_report(tmp_path):
         check=True, capture_output=True, text=True,
     )
     assert (target / "perfdoctor" / "templates" / "report.html.j2").is_file()
+    # The viewer ships whole: the vendored speedscope with its license, the pages' own files, and
+    # the entry point TensorBoard finds the perfdoctor tab through.
+    viewer = target / "perfdoctor" / "viewer"
+    for shipped in ("vendor/speedscope/index.html", "vendor/speedscope/LICENSE", "vendor/speedscope/VENDORED.md", "static/index.js", "static/viewer.js"):
+        assert (viewer / shipped).is_file(), shipped
+    assert (target / "perfdoctor" / "templates" / "viewer" / "index.html.j2").is_file()
+    (entry_points,) = target.glob("perfdoctor-*.dist-info/entry_points.txt")
+    assert "[tensorboard_plugins]\nperfdoctor = perfdoctor.viewer.tensorboard_plugin:PerfdoctorPlugin" in entry_points.read_text()
+    assert wheel.stat().st_size < 2_000_000, f"the wheel is {wheel.stat().st_size} bytes"
     run = shutil.copytree(RUN_FIXTURE, tmp_path / "run")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -90,6 +90,7 @@ def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, nod
         trace_comm=data.trace.comm if data.trace is not None else None,
         cpu_wait_ms_per_step=contention.main_wait_any_ms_per_step if contention else None,
         machine_shared=contention.shared if contention else None,
+        slowest_step=data.trace.places.slowest_step if data.trace is not None else None,
     )
 
 
@@ -140,8 +141,9 @@ def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> 
     locals_ = [(row.local_p50_ms, row.rank) for row in table if row.local_p50_ms is not None]
     straggler = None
     if len(locals_) >= 2:
-        slowest_ms, slowest_rank = max(locals_, key=lambda item: (item[0], item[1] if item[1] is not None else -1))
-        others = [ms for ms, rank in locals_ if rank != slowest_rank]
+        slowest = max(range(len(locals_)), key=lambda i: (locals_[i][0], locals_[i][1] if locals_[i][1] is not None else -1))
+        slowest_ms, slowest_rank = locals_[slowest]
+        others = [ms for i, (ms, _) in enumerate(locals_) if i != slowest]  # by position: two traces may claim one rank
         typical = statistics.median(others)
         waits = {row.rank: row.cpu_wait_ms_per_step for row in table}
         other_waits = [w for rank, w in waits.items() if rank != slowest_rank and w is not None]
@@ -154,6 +156,7 @@ def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> 
             step_p50_ms=next(row.step_p50_ms for row in table if row.rank == slowest_rank),
             slowest_step_share=slowest_step_share(ranks, slowest_rank),
             extra_cpu_wait_ms=max(0.0, own_wait - statistics.median(other_waits)) if own_wait is not None and other_waits else None,
+            trace_step=next((s.slowest_step for s in ranks if s.rank == slowest_rank), None),
         )
     logged = first.logged if first else {}
     # A rank's communication time includes waiting for slower ranks: the rank that waits least

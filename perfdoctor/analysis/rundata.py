@@ -21,6 +21,7 @@ from ..model.operators import OperatorRow
 from ..model.profiler import ProfilerSection
 from ..model.run import RunInfo
 from ..model.steps import OTHER_PARTS, PHASES, OtherParts, PhaseValues
+from .places import TracePlaces
 
 __all__ = [
     "EpochStats", "HostSummary", "LoaderSummary", "OperatorRow", "RunData", "RunInfo", "StepSeries", "StepStats",
@@ -113,6 +114,7 @@ class TraceSummary:
     comm: TraceComm | None = None  # collectives per step
     named_op_ms: dict[str, float] = field(default_factory=dict)  # ms per step in ops some rules ask about
     skipped: list[str] = field(default_factory=list)
+    places: TracePlaces = field(default_factory=TracePlaces)  # where in the trace findings can point
 
 
 @dataclass

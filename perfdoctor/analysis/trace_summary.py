@@ -83,6 +83,10 @@ def summarize_trace(trace: Trace, summary: TraceSummary) -> TraceSummary:
         )
     summary.comm = _comm(comm_steps(trace, windows), len(windows))
     summary.named_op_ms = _named_ops(trace, windows)
+    from .places import trace_places
+
+    file = next((name for name in summary.files if Path(name).name == trace.path.name), str(trace.path))
+    summary.places = trace_places(trace, file, trace.metadata.rank)
     return summary
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .finding import TraceLocation
 from .run import Status
 from .steps import PhaseValues
 
@@ -93,6 +94,7 @@ class RankSummary(msgspec.Struct, kw_only=True):
     # other ranks), and whether other processes took the machine's CPUs (host.contention).
     cpu_wait_ms_per_step: float | None = None
     machine_shared: bool | None = None
+    slowest_step: TraceLocation | None = None  # this rank's slowest profiled step, in its own trace
 
 
 class RankRow(msgspec.Struct, kw_only=True):
@@ -127,6 +129,7 @@ class Straggler(msgspec.Struct, kw_only=True):
     # The straggler's training thread waited this much longer for a CPU per step than the
     # others' (median): the part of its lag that is waiting for a CPU, not more work.
     extra_cpu_wait_ms: float | None = None
+    trace_step: TraceLocation | None = None  # its slowest profiled step, in its own trace
 
 
 class DdpSection(msgspec.Struct, kw_only=True):

@@ -51,9 +51,11 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
         lines.append("  findings: none; nothing measured here calls for a change")
     for note in report.notes:
         lines.append(f"  note: {printable(note)}")
-    lines.append(f"  report: {printable(out_dir / 'report.html')}  (data: {printable(out_dir / 'report.json')})")
+    traced = bool(report.profiler and report.profiler.traces or report.operators and report.operators.trace_files)
+    view = f"; with its trace view: perfdoctor view {shell_quote(out_dir)}" if traced else ""
+    lines.append(f"  report: {printable(out_dir / 'report.html')}  (data: {printable(out_dir / 'report.json')}{view})")
     if tensorboard:
-        lines.append(f"  traces and scalars: tensorboard --logdir {shell_quote(out_dir / 'tb')}")
+        lines.append(f"  traces and scalars: tensorboard --logdir {shell_quote(out_dir / 'tb')}  (the perfdoctor tab)")
     return lines
 
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..analysis.rundata import RunData
-from ..model.finding import SEVERITIES, Confidence, Finding, Severity
+from ..analysis.places import TracePlaces
+from ..model.finding import SEVERITIES, Confidence, Finding, Severity, TraceLocation
 
 __all__ = [
     "CRITICAL_SAVING", "SEVERITIES", "TUNING_GUIDE", "WARNING_SAVING", "Finding", "NoThresholds", "Rule",
-    "severity_at_most", "severity_for", "thresholds_with",
+    "places", "severity_at_most", "severity_for", "thresholds_with",
 ]
 
 CRITICAL_SAVING = 0.30  # an estimated saving at or above this is critical
@@ -81,6 +83,7 @@ class Rule:
         severity: Severity | None = None,
         confidence: Confidence = "high",
         confidence_reason: str = "",
+        locations: Sequence[TraceLocation | None] = (),
     ) -> Finding:
         saving = min(1.0, max(0.0, saving))
         return Finding(
@@ -95,7 +98,13 @@ class Rule:
             area=self.area,
             confidence=confidence,
             confidence_reason=confidence_reason,
+            locations=[place for place in locations if place is not None],
         )
+
+
+def places(data: RunData) -> TracePlaces:
+    """Where in the run's trace findings can point (nothing when no trace was read)."""
+    return data.trace.places if data.trace is not None else TracePlaces()
 
 
 def thresholds_with(rule: Rule, overrides: dict[str, Any]) -> Any:

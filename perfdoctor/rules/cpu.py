@@ -11,7 +11,7 @@ from ..analysis.contention import SHARED_MIN_OTHERS_CORES
 from ..analysis.rundata import RunData
 from ..model.finding import Confidence
 from ..model.numbers import rounded
-from .base import Finding, Rule
+from .base import Finding, Rule, places
 from .dataloader import usable_cores
 
 
@@ -299,6 +299,7 @@ class MainLoopPreprocessing(Rule):
                 "        return augment(image), label  # runs in the DataLoader workers\n\n"
                 "loader = DataLoader(AugmentedDataset(base), batch_size=64, num_workers=4, persistent_workers=True)"
             ),
+            locations=[places(data).slowest_step],
         )
 
 
@@ -354,4 +355,5 @@ class HostOverheadBound(Rule):
                 "replace Python loops over layers or samples with batched tensor operations."
             ),
             fix="model = torch.compile(model)  # fuses small ops; or raise batch_size so each op does more work",
+            locations=[places(data).slowest_step],
         )

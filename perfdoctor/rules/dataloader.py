@@ -16,7 +16,7 @@ from ..analysis.rundata import LoaderSummary, RunData
 from ..model.gpu import GpuSteps
 from ..model.finding import Confidence
 from ..model.numbers import rounded
-from .base import Finding, Rule
+from .base import Finding, Rule, places
 
 MAX_SUGGESTED_WORKERS = 8
 
@@ -277,6 +277,7 @@ class DataLoaderBottleneck(Rule):
             fix=fix,
             confidence=confidence,
             confidence_reason=reason,
+            locations=[places(data).longest_dataloader_wait],
         )
 
 
@@ -285,7 +286,9 @@ class DataLoaderCpuSaturated(Rule):
 
     id = "dataloader-cpu-saturated"
     area = "data loading"
-    docs = "https://pytorch.org/docs/stable/data.html#multi-process-data-loading"
+    # The advice is to make each sample cheaper, not to add workers: torchvision's notes on fast
+    # transforms (tensors, uint8, v2, batched on the GPU), not the DataLoader's worker docs.
+    docs = "https://pytorch.org/vision/stable/transforms.html#performance-considerations"
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -313,11 +316,14 @@ class DataLoaderCpuSaturated(Rule):
             "lighter or vectorised transforms, move augmentation to the GPU (batch-wise), or use more cores. "
             f"Keep workers plus intra-op threads ({workers} + {threads}) near the core count."
         )
+        # Cheaper samples, the same workers: the cores, not the worker count, are the limit.
         fix = (
-            "# pre-process once, offline, and train from the cached tensors\n"
-            "cached = [transform(sample) for sample in raw_dataset]\n"
-            "torch.save(cached, 'train_preprocessed.pt')\n"
-            + loader_call(loader.args, num_workers=max(1, min(workers or 1, cores - 1)), persistent_workers=True)
+            "# decode and transform once, offline, and train from the cached tensors\n"
+            "images, labels = zip(*(transform(sample) for sample in raw_dataset))\n"
+            "torch.save((torch.stack(images), torch.tensor(labels)), 'train_preprocessed.pt')\n"
+            "dataset = torch.utils.data.TensorDataset(*torch.load('train_preprocessed.pt'))\n"
+            + loader_call(loader.args, num_workers=workers, persistent_workers=workers > 0)
+            + "  # the same workers"
         )
         confidence, reason = contention_confidence(data)
         return self.finding(
@@ -328,6 +334,7 @@ class DataLoaderCpuSaturated(Rule):
             fix=fix,
             confidence=confidence,
             confidence_reason=reason,
+            locations=[places(data).longest_dataloader_wait],
         )
 
 
@@ -454,4 +461,5 @@ class DataLoaderPinMemory(Rule):
             ),
             fix=loader_call(loader.args, num_workers=loader.num_workers, pin_memory=True)
             + "\nfor inputs, targets in loader:\n    inputs = inputs.to('cuda', non_blocking=True)\n    targets = targets.to('cuda', non_blocking=True)",
+            locations=list(places(data).pageable_copies.values())[:3],
         )

@@ -189,6 +189,7 @@ class DdpStraggler(Rule):
                 "if dist.get_rank() == 0 and step % log_every == 0:\n"
                 "    log(metrics)  # keep it rare and asynchronous"
             ),
+            locations=[straggler.trace_step],
         )
 
 

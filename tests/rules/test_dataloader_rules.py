@@ -92,6 +92,11 @@ class TestCpuSaturated:
         assert finding.evidence["cores_busy_during_waits_share"] == 0.99
         assert finding.estimated_saving == pytest.approx(0.38)
         assert "more workers" in finding.advice
+        # Its fix makes samples cheaper and leaves the workers as they are (no fewer, no more), and
+        # its docs are about fast transforms, not the DataLoader's worker options.
+        assert "num_workers=2," in finding.fix and "num_workers=1" not in finding.fix
+        assert "TensorDataset" in finding.fix
+        assert "transforms" in finding.docs and "docs/stable/data.html" not in finding.docs
 
     def test_silent_when_cores_idle_during_waits(self):
         data = make_run(WAITING, loaders=[make_loader(num_workers=2, wait_total_ms=1200, cores_busy=0.3)])
