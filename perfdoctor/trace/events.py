@@ -109,6 +109,15 @@ def _number_literal(value: Any) -> bytes:
     return repr(value).encode()
 
 
+def _decimal(text: str) -> int | None:
+    """The int64 a string holds as numpy's int conversion (Python's int()) reads it, else None."""
+    try:
+        number = int(text)
+    except ValueError:
+        return None
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
+
+
 def _short_text(value: Any) -> str:
     """A non-string name or id as text, bounded: a deep or huge value must not blow up."""
     try:
@@ -438,15 +447,24 @@ class ColumnBuilder:
             return np.fromiter((v if _INT64_MIN <= v <= _INT64_MAX else -1 for v in values), dtype=np.int64, count=len(values))
 
     def _ids(self, values: list) -> np.ndarray:
-        """pid/tid values (ints, or strings like "Spans") as int64."""
+        """pid/tid values (ints, or strings like "Spans") as int64. A decimal string ("25738", as
+        PyTorch 1.x writes tids) is that number whatever else its chunk holds: numpy converts it
+        when every value in the chunk converts, so the fallback must too, or one thread would
+        get two ids depending on where the reader's blocks happen to end."""
         try:
             return np.fromiter(values, dtype=np.int64, count=len(values))
         except (TypeError, ValueError, OverflowError):
-            return np.fromiter(
-                (v if type(v) is int and _INT64_MIN <= v <= _INT64_MAX else self.string_id(str(v)) for v in values),
-                dtype=np.int64,
-                count=len(values),
-            )
+            return np.fromiter(map(self.id_of, values), dtype=np.int64, count=len(values))
+
+    def id_of(self, value: Any) -> int:
+        """One pid/tid as int64 (see _ids)."""
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        if type(value) is str:
+            number = _decimal(value)
+            if number is not None:
+                return number
+        return self.string_id(str(value))
 
     def string_id(self, text: str) -> int:
         """A stable id for a string pid/tid: the same string gets the same id in every trace."""
@@ -480,8 +498,7 @@ class ColumnBuilder:
 
     def _metadata_event(self, event: Any) -> None:
         label = event.args.label
-        pid = event.pid if type(event.pid) is int else self.string_id(str(event.pid))
-        tid = event.tid if type(event.tid) is int else self.string_id(str(event.tid))
+        pid, tid = self.id_of(event.pid), self.id_of(event.tid)
         if event.name == "thread_name" and isinstance(label, str):
             self.metadata.thread_names[(pid, tid)] = label
         elif event.name == "process_name" and isinstance(label, str):
