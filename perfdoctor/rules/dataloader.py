@@ -16,6 +16,7 @@ from ..analysis.rundata import LoaderSummary, RunData
 from ..model.gpu import GpuSteps
 from ..model.numbers import rounded
 from .base import Finding, Rule
+from .dataloader_trace import trace_finding
 
 MAX_SUGGESTED_WORKERS = 8
 
@@ -114,6 +115,8 @@ class DataLoaderBottleneck(Rule):
         if waiting is None:
             return None
         loader, share, wait_ms, step_ms = waiting
+        if loader.source == "trace":  # a foreign trace's evidence: waits and iterator class only
+            return trace_finding(self, loader, share, wait_ms, step_ms, limits.min_saving)
         if loader.cores_saturated:
             return None  # more workers would not help (dataloader-cpu-saturated's advice)
         cores = usable_cores(data)
@@ -298,7 +301,8 @@ def pageable_copies(data: RunData, min_copies_per_step: float, min_ms: float) ->
 
 
 def unpinned_loader(data: RunData) -> LoaderSummary | None:
-    return next((loader for loader in data.dataloaders if loader.batches and not loader.pins_memory), None)
+    # A trace's loader: pin_memory is not in the trace (pageable-memcpy speaks to the copies).
+    return next((loader for loader in data.dataloaders if loader.batches and not loader.pins_memory and loader.source != "trace"), None)
 
 
 class DataLoaderPinMemory(Rule):

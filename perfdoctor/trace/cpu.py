@@ -137,6 +137,11 @@ def _intervals(trace: Trace, mask: np.ndarray) -> iv.Intervals:
 
 
 def _phase_sets(trace: Trace, windows: list[StepWindow]) -> dict[str, iv.Intervals]:
+    # Some of the trace's own windows (the measured ones) share the sets of all of them: the
+    # phases inside a window do not depend on which other windows are asked about.
+    every = step_windows(trace)
+    if set(windows) <= set(every):
+        windows = every
     key = ("phase_sets", tuple(windows))
     if key not in trace.derived:
         trace.derived[key] = _compute_phase_sets(trace, windows)
