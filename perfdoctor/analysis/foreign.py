@@ -199,6 +199,8 @@ def _excluded(windows: list[StepWindow], chosen: list[int]) -> str:
         return "one step: the whole trace"
     left_out = [windows[i].number for i in range(len(windows)) if i not in set(chosen)]
     if not left_out:
+        if len(windows) == 1:
+            return "the only profiled step used"
         return f"all {len(windows)} profiled steps used (too few to leave out the first as warm-up)"
     shown_out = ", ".join(f"ProfilerStep#{number}" for number in left_out)
     return f"the first profiled step ({shown_out}) left out as warm-up"

@@ -310,3 +310,18 @@ def test_does_not_import_torch():
 def test_kineto_text_helper_round_trips():
     trace = {"a": 1, "traceEvents": [op("x", 1, 2, args={"k": [1, 2]})]}
     assert json.loads(kineto_text(trace, "kineto")) == trace
+
+
+def test_rocm_stream_handles_in_text_are_no_error(tmp_path):
+    """ROCm writes a host call's stream as a pointer in hex text; device events write a number."""
+    events = [
+        op("hipLaunchKernel", 10, 5, cat="cuda_runtime", args={"correlation": 1, "stream": "0x0"}),
+        op("hipMemcpyWithStream", 20, 5, cat="cuda_runtime", args={"correlation": 2, "stream": "0x7f3a"}),
+        op("Cijk_Ailk_Bljk_SB_MT64x64x8", 30, 5, cat="kernel", pid=2, tid=0, args={"device": 2, "stream": 0, "correlation": 1}),
+        op("Memcpy HtoD (Host -> Device)", 40, 5, cat="gpu_memcpy", pid=2, tid=0, args={"device": 2, "stream": "3", "correlation": 2}),
+    ]
+    for block in (64, 1 << 20):
+        trace = read_trace(write_trace(tmp_path, events, name=f"rocm{block}.json"), block_bytes=block)
+        assert not trace.skipped, trace.skipped.summary()
+        assert trace.stream.tolist() == [-1, -1, 0, 3] and trace.device.tolist() == [-1, -1, 2, 2]
+        assert trace.correlation.tolist() == [1, 2, 1, 2]
