@@ -114,9 +114,13 @@ def _merge(data: RunData, per_rank: list[tuple[RankedTrace, RunData]]) -> None:
         summary.rank_from = entry.rank_from
         summary.partial = entry.trace.skipped.summary() if entry.trace.skipped else None
         summaries.append(summary)
-    world = max(entry.trace.metadata.world_size or 0 for entry, _ in per_rank)
-    data.ddp = merge_ranks(summaries, world or len(per_rank))
-    data.run.ranks = world or len(per_rank)
+    # The job has at least as many ranks as any distributedInfo says, as traces were read, and
+    # one more than the highest rank seen (a directory may hold only some ranks' traces).
+    known = [entry.rank for entry, _ in per_rank if entry.rank is not None]
+    world = max([entry.trace.metadata.world_size or 0 for entry, _ in per_rank] + [len(per_rank), max(known, default=-1) + 1])
+    data.ddp = merge_ranks(summaries, world)
+    data.ddp.backend = data.ddp.backend or next((e.trace.metadata.backend for e, _ in per_rank if e.trace.metadata.backend), None)
+    data.run.ranks = world
     unknown = [shown(entry.path.name) for entry, _ in per_rank if entry.rank is None]
     if unknown:
         data.notes.append(

@@ -96,7 +96,9 @@ class RankSummary(msgspec.Struct, kw_only=True):
     partial: str | None = None
 
 
-class RankRow(msgspec.Struct, kw_only=True):
+class RankRow(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One rank's row; the foreign-trace fields (which have defaults) are left out when unset."""
+
     rank: int | None
     node: str | None
     status: Status | None
