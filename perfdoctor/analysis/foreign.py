@@ -130,7 +130,7 @@ def _merge(data: RunData, per_rank: list[tuple[RankedTrace, RunData]]) -> None:
     by_name = [entry for entry, _ in per_rank if entry.rank_from in ("file name", "folder name")]
     if by_name:
         data.notes.append(
-            "Ranks taken from file names (the traces have no distributedInfo): "
+            "Ranks taken from the traces' file or folder names (they have no distributedInfo): "
             + ", ".join(f"{shown(entry.path.name)} is rank {entry.rank}" for entry in by_name)
         )
     for entry, _ in per_rank:
