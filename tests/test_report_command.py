@@ -61,6 +61,7 @@ def test_a_traces_own_step_numbers_are_shown(tmp_path):
     assert produced["findings"][0]["id"] == "dataloader-bottleneck"
     html = (tmp_path / "out" / "report.html").read_text()
     assert "step 5:" in html and "step 10:" in html and "step 0:" not in html
+    assert "from the trace's _SingleProcessDataLoaderIter ranges: its waits only" in html
 
 
 @pytest.mark.parametrize("folder", ["a100_alexnet_sync", "a100_ddp_nccl_2rank", "cpu_only", "sampled_128rank_job", "v100_training"])
