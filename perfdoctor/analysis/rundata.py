@@ -34,6 +34,8 @@ class StepSeries:
     """One entry per step, in step order (durations exclude perfdoctor's own overhead)."""
 
     duration_ms: list[float] = field(default_factory=list)
+    # The steps' own numbers where they have them (a trace's ProfilerStep#N); empty: 0, 1, 2...
+    numbers: list[int] = field(default_factory=list)
     phases_ms: dict[str, list[float]] = field(default_factory=lambda: {phase: [] for phase in PHASES})
     other_parts_ms: dict[str, list[float]] = field(default_factory=lambda: {part: [] for part in OTHER_PARTS})
     batches: list[int] = field(default_factory=list)
@@ -42,6 +44,10 @@ class StepSeries:
 
     def __len__(self) -> int:
         return len(self.duration_ms)
+
+    def number(self, index: int) -> int:
+        """The step's own number (its index when the series has none)."""
+        return self.numbers[index] if len(self.numbers) == len(self.duration_ms) else index
 
 
 @dataclass
@@ -81,10 +87,20 @@ class LoaderSummary:
     job_cores_in_waits: float | None = None  # the same in cores
     job_cpu_wait_share_in_waits: float | None = None  # of that, the share spent waiting for a CPU
     ready_wait_ms: float = 0.0  # waits for batches already delivered by workers: receiving cost
+    # "probe": perfdoctor's DataLoader probe measured it (arguments, epochs, busy cores); "trace":
+    # read from a foreign trace's DataLoader ranges, which show the waits and the iterator class
+    # only: no arguments but what the class implies, no epochs, no busy-core evidence.
+    source: str = "probe"
+    iterator: str | None = None  # the iterator class a trace names (_SingleProcessDataLoaderIter...)
 
     @property
     def num_workers(self) -> int:
         return int(self.args.get("num_workers") or 0)
+
+    @property
+    def num_workers_known(self) -> bool:
+        """False for a trace's multi-process (or unknown) iterator: it has workers, how many is unknown."""
+        return self.source != "trace" or "num_workers" in self.args
 
     @property
     def batch_size(self) -> int | None:

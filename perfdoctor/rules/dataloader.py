@@ -17,6 +17,7 @@ from ..model.gpu import GpuSteps
 from ..model.finding import Confidence
 from ..model.numbers import rounded
 from .base import Finding, Rule, places
+from .dataloader_trace import trace_finding
 
 MAX_SUGGESTED_WORKERS = 8
 
@@ -189,6 +190,8 @@ class DataLoaderBottleneck(Rule):
         if waiting is None:
             return None
         loader, share, wait_ms, step_ms = waiting
+        if loader.source == "trace":  # a foreign trace's evidence: waits and iterator class only
+            return trace_finding(self, loader, share, wait_ms, step_ms, limits.min_saving)
         if loader.cores_saturated:
             return None  # more workers would not help (dataloader-cpu-saturated's advice)
         cores = usable_cores(data)
@@ -420,7 +423,8 @@ def pageable_copies(data: RunData, min_copies_per_step: float, min_ms: float) ->
 
 
 def unpinned_loader(data: RunData) -> LoaderSummary | None:
-    return next((loader for loader in data.dataloaders if loader.batches and not loader.pins_memory), None)
+    # A trace's loader: pin_memory is not in the trace (pageable-memcpy speaks to the copies).
+    return next((loader for loader in data.dataloaders if loader.batches and not loader.pins_memory and loader.source != "trace"), None)
 
 
 class DataLoaderPinMemory(Rule):

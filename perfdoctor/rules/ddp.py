@@ -21,7 +21,8 @@ PHASES_ON_RANK = ("dataloader", "forward", "other", "optimizer")  # the phases a
 
 
 def step_ms(data: RunData) -> float | None:
-    return data.steps.p50_ms or data.steps.mean_ms
+    """The report's one step time for shares: the mean steady step (docs/contracts.md)."""
+    return data.steps.mean_ms
 
 
 def syncs_per_step(ddp: DdpSection) -> float:
@@ -118,9 +119,11 @@ class DdpStraggler(Rule):
         if consistency is not None and consistency < limits.min_slowest_step_share:
             return None  # slowest now and then: noise spread over ranks, not one slow rank
         rank = straggler.rank
-        row = next((r for r in ddp.ranks if r.rank == rank), None)
+        row = next((r for r in ddp.ranks if r.rank == rank and r.trace_file == straggler.trace_file), None)
         phases = {phase: row.phase_ms(phase) if row else None for phase in PHASES_ON_RANK}
-        others = [r for r in ddp.ranks if r.rank != rank]
+        others = [r for r in ddp.ranks if r is not row]
+        who = straggler.label()
+        subject = who[0].upper() + who[1:]
         typical = {
             phase: sorted(r.phase_ms(phase) or 0.0 for r in others)[len(others) // 2] if others else None
             for phase in phases
@@ -158,9 +161,11 @@ class DdpStraggler(Rule):
                 confidence_reason="measured on a shared machine" if shared else "",
             )
         return self.finding(
-            title=f"Rank {rank} is a straggler: the other ranks wait {wait:.1f} ms for it every step",
+            title=f"{subject} is a straggler: the other ranks wait {wait:.1f} ms for it every step",
             evidence={
                 "straggler_rank": rank,
+                **({"straggler_trace": straggler.trace_file} if straggler.trace_file else {}),
+                **({"straggler_trace_partial": straggler.partial} if straggler.partial else {}),
                 "straggler_node": row.node if row else None,
                 "straggler_local_ms": rounded(straggler.local_p50_ms),
                 "others_local_ms": rounded(straggler.others_local_p50_ms),
@@ -176,12 +181,14 @@ class DdpStraggler(Rule):
             },
             saving=share,
             advice=(
-                f"Rank {rank} spends {straggler.local_p50_ms:.1f} ms per step on its own work against "
+                f"{subject} spends {straggler.local_p50_ms:.1f} ms per step on its own work against "
                 f"{straggler.others_local_p50_ms:.1f} ms on the others; the difference is spent by every other "
                 f"rank waiting in the gradient all-reduce. Its {worst_phase} phase differs most "
                 f"({phases[worst_phase] or 0:.1f} ms against {typical[worst_phase] or 0:.1f} ms). Look for what is "
                 "different on that rank or its machine: uneven data (shard sizes, sequence lengths), slower storage or "
                 "network, thermal throttling, other jobs on the node, or rank-0-only work (logging, checkpoints)."
+                + (f" The trace of {who} was read only in part ({straggler.partial}): its numbers cover what was usable."
+                   if straggler.partial else "")
             ),
             fix=(
                 "# balance per-rank work: equal shards, and rank-0-only work outside the step\n"
