@@ -70,6 +70,11 @@ class TrainingInChildProcesses(Rule):
             title=f"Training ran in {seen}: the threads compete for the cores",
             evidence=evidence,
             saving=compute_share * ASSUMED_PENALTY,
+            confidence="low",
+            confidence_reason=(
+                f"the saving is assumed ({ASSUMED_PENALTY:.0%} of the compute time), not measured: "
+                "those processes were counted, not profiled"
+            ),
             advice=(
                 f"The script trains in {processes} processes it starts itself, each with {threads} intra-op threads, "
                 f"on {cores} usable cores: {total} threads compete at every parallel region. The saving is an "
