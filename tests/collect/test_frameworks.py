@@ -22,6 +22,7 @@ STEPS = 12
 # The planted slow DataLoader: which of the two data-loading findings speaks depends on whether the
 # cores were saturated while the step waited (a busy shared machine), so both count as found.
 DATA_FINDINGS = {"dataloader-bottleneck", "dataloader-cpu-saturated"}
+CONTENTION = "cpu-contention"
 FORWARD_S = 0.010  # planted in the model's forward
 BACKWARD_S = 0.010  # planted in its backward
 SAMPLE_S = 0.006  # planted in each sample: a batch of 4 waits 24 ms with num_workers=0
@@ -76,7 +77,9 @@ def breakdown_ms(report):
 
 
 def finding_ids(report):
-    return [f["id"] for f in report["findings"]]
+    """The findings in rank order, less `cpu-contention`: a shared machine (CI, this one) may add it
+    on top of any run, and the tests accept it beside the planted finding, never instead of it."""
+    return [f["id"] for f in report["findings"] if f["id"] != CONTENTION]
 
 
 @pytest.fixture(scope="module")
