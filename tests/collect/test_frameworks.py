@@ -114,7 +114,9 @@ def assert_like_plain(report, plain_report, steps=STEPS):
     ms = breakdown_ms(report)
     assert ms["forward"] >= FORWARD_S * 1e3 * 0.9, ms
     assert ms["backward"] >= BACKWARD_S * 1e3 * 0.9, ms
-    assert ms["optimizer"] < FORWARD_S * 1e3 / 2, ms  # never the forward and backward run inside step()
+    # Never the forward and backward run inside step(): either one's planted sleep alone would make
+    # it 10 ms or more; the optimizer's own work (a few ms on a busy machine) stays below.
+    assert ms["optimizer"] < FORWARD_S * 1e3, ms
     assert same_top_finding(report, plain_report)
 
 
@@ -163,6 +165,11 @@ def test_lightning(tmp_path, plain):
 
 
 def test_huggingface_trainer_with_gradient_accumulation(tmp_path, plain):
+    import transformers
+    from transformers.utils import is_torch_available
+
+    if not is_torch_available():  # the torch floor (constraints/lowest.txt) is below what transformers supports
+        pytest.skip(f"transformers {transformers.__version__} does not support torch {torch.__version__} (it needs 2.6 or newer)")
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
     class Tokens(Dataset):
