@@ -26,6 +26,7 @@ CONTENTION = "cpu-contention"
 FORWARD_S = 0.010  # planted in the model's forward
 BACKWARD_S = 0.010  # planted in its backward
 SAMPLE_S = 0.006  # planted in each sample: a batch of 4 waits 24 ms with num_workers=0
+HF_SAMPLE_S = 0.025  # the Trainer test's: 2 micro-batches of 4 samples wait 200 ms a step
 
 
 class SlowBackward(torch.autograd.Function):
@@ -177,7 +178,9 @@ def test_huggingface_trainer_with_gradient_accumulation(tmp_path, plain):
             return 4 * 2 * (STEPS + 4)
 
         def __getitem__(self, i):
-            time.sleep(SAMPLE_S)
+            # A tiny GPT-2's step is tens of ms on a quiet machine and several hundred on a busy
+            # one: the planted wait (200 ms a step) must still be a share the rule speaks of.
+            time.sleep(HF_SAMPLE_S)
             ids = torch.randint(0, 64, (16,), generator=torch.Generator().manual_seed(i))
             return {"input_ids": ids, "labels": ids}
 

@@ -2,7 +2,6 @@
 (LBFGS; Lightning's `optimizer.step(closure)`), gradient accumulation, GANs, GradScaler, optimizers
 stepped from backward hooks. Time goes to the phase that ran, whatever call it ran inside."""
 
-import statistics
 import time
 
 import pytest
