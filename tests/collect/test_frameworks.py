@@ -109,6 +109,11 @@ def same_top_finding(report, plain_report):
     return ours == theirs or (ours and theirs and {ours[0], theirs[0]} <= DATA_FINDINGS)
 
 
+def found(report):
+    """What a failed comparison prints: the findings with their numbers, and the step's phases."""
+    return [(f["id"], f["estimated_saving"], f["evidence"]) for f in report["findings"]], report["steps"]["breakdown_ms"]
+
+
 def assert_like_plain(report, plain_report, steps=STEPS):
     """The same step count, the planted costs in their phases, the same top finding."""
     assert report["steps"]["count"] == steps
@@ -118,7 +123,7 @@ def assert_like_plain(report, plain_report, steps=STEPS):
     # Never the forward and backward run inside step(): either one's planted sleep alone would make
     # it 10 ms or more; the optimizer's own work (a few ms on a busy machine) stays below.
     assert ms["optimizer"] < FORWARD_S * 1e3, ms
-    assert same_top_finding(report, plain_report)
+    assert same_top_finding(report, plain_report), found(report)
 
 
 def test_lightning(tmp_path, plain):
@@ -207,7 +212,7 @@ def test_huggingface_trainer_with_gradient_accumulation(tmp_path, plain):
     ms = breakdown_ms(report)
     assert ms["forward"] >= 2 * FORWARD_S * 1e3 * 0.9, ms  # two micro-batches per step
     assert ms["backward"] >= 2 * BACKWARD_S * 1e3 * 0.9, ms
-    assert same_top_finding(report, plain)
+    assert same_top_finding(report, plain), found(report)
 
 
 def test_accelerate_with_gradient_accumulation(tmp_path, plain):
@@ -232,7 +237,7 @@ def test_accelerate_with_gradient_accumulation(tmp_path, plain):
     assert set(report["steps"]["series"]["step"]) and report["steps"]["breakdown_ms"]
     ms = breakdown_ms(report)
     assert ms["forward"] >= 2 * FORWARD_S * 1e3 * 0.9 and ms["backward"] >= 2 * BACKWARD_S * 1e3 * 0.9, ms
-    assert same_top_finding(report, plain)
+    assert same_top_finding(report, plain), found(report)
 
 
 def test_ddp_on_gloo(tmp_path, plain, monkeypatch):
