@@ -41,9 +41,9 @@ def get_batch(source: torch.Tensor, i: int, bptt: int, encode_ms: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=20_000)
+    parser.add_argument("--tokens", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--encode-ms", type=float, default=10.0)
+    parser.add_argument("--encode-ms", type=float, default=25.0)
     args = parser.parse_args()
     torch.manual_seed(0)
     vocabulary, bptt, lr = 200, 10, 5.0
