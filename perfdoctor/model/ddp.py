@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .memory import RankMemory
 from .run import Status
 from .steps import PhaseValues
 
@@ -89,6 +90,7 @@ class RankSummary(msgspec.Struct, kw_only=True):
     comm_ms: float | None
     exposed_comm_ms: float | None
     trace_comm: TraceComm | None
+    memory: RankMemory | None = None  # peaks and growth (analysis/memory.py)
 
 
 class RankRow(msgspec.Struct, kw_only=True):

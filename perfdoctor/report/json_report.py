@@ -90,6 +90,7 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
         gpu=data.gpu,
         ddp=data.ddp,
         notes=data.notes,
+        memory=data.memory,
         findings=[msgspec.structs.replace(finding, estimated_saving=round(finding.estimated_saving, 4)) for finding in findings],
     )
 

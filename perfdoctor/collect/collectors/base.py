@@ -50,6 +50,10 @@ class Collector:
     def start(self, ctx: CollectorContext) -> None:
         """Begin collecting (before the user's script runs)."""
 
+    def script_raised(self, error: BaseException) -> None:
+        """The script's call raised `error` (not StopRun): called before `stop`, while the
+        error's frames are still alive (an out-of-memory error's allocator state, say)."""
+
     def stop(self) -> None:
         """Stop collecting; called once, however the run ends. What it buffered is written by
         the writer's last flush, after every collector has stopped."""
