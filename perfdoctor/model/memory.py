@@ -30,7 +30,8 @@ class MemoryTrend(msgspec.Struct, kw_only=True):
     growth_bytes: float  # over the window
     noise_bytes: float
     drawdown_bytes: float
-    level_bytes: float  # at the end of the window
+    level_bytes: float  # at the end of the window (the median of its last points)
+    fitted_end_bytes: float | None = None  # the fitted line at the window's last step
     growing: bool
     reason: str
     limit_bytes: int | None = None
