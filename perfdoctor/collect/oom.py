@@ -29,8 +29,8 @@ def oom_kind(error: BaseException) -> str | None:
     for link in _chain(error):
         names = {cls.__name__ for cls in type(link).__mro__}
         text = str(link)
-        if "OutOfMemoryError" in names and "cuda" in type(link).__module__ + text.lower():
-            return "cuda"
+        if "OutOfMemoryError" in names and type(link).__module__.split(".")[0] == "torch" and "MPS" not in text:
+            return "cuda"  # torch.OutOfMemoryError (torch.cuda.OutOfMemoryError is the same class)
         if any(marker in text for marker in CUDA_TEXTS):
             return "cuda"
         if isinstance(link, MemoryError) or any(marker in text for marker in HOST_TEXTS):
