@@ -28,3 +28,18 @@ def test_an_oom_in_a_forward_is_a_finding_with_where_it_happened(tmp_path, kind)
     assert finding["severity"] == "critical" and "step 5" in finding["title"] and "Sequential.1" in finding["title"]
     if kind == "cuda":  # no device here: the allocator could not be asked, and the report says so much
         assert oom["summary"] is None and finding["evidence"]["peak_allocated_gb"] is None
+
+
+def test_a_kill_judged_an_oom_kill_carries_its_evidence_to_the_report():
+    import signal
+
+    from perfdoctor.run.outcome import outcome_of_exit_status
+    from perfdoctor.stream import assemble
+
+    memory = {"used_bytes": 15 * 2**30, "limit_bytes": 16 * 2**30, "source": "cgroup", "oom_kills": 1}
+    outcome = outcome_of_exit_status(-signal.SIGKILL, None, memory)
+    assert outcome.status == "killed" and outcome.oom == memory
+    run = assemble.run([{"start": {"script": "x.py"}}, {"outcome": outcome.to_json()}])
+    assert run["oom"] == memory and run["status"] == "killed"
+    plain = outcome_of_exit_status(-signal.SIGKILL, None, {"used_bytes": 1, "limit_bytes": 16 * 2**30, "source": "ram"})
+    assert plain.oom is None and "oom" not in plain.to_json()
