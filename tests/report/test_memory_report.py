@@ -109,6 +109,20 @@ def test_an_oom_is_shown_with_its_allocator_summary_escaped():
     assert any(f.id == "out-of-memory" for f in report.findings)
 
 
+def test_leak_sites_and_ranks_are_tables():
+    from perfdoctor.model.memory import LeakSite, RankMemory
+
+    data = leaking_run()
+    assert data.memory is not None
+    data.memory.leak_sites = [LeakSite(op=HOSTILE, device="cpu", bytes_per_step=3 * MIB, allocations_per_step=1.0)]
+    data.memory.ranks = [RankMemory(rank=r, host_rss_peak_bytes=(r + 1) * GIB, gpu_peak_allocated_bytes=None, gpu_peak_reserved_bytes=None)
+                         for r in range(2)]
+    _, html = rendered(data)
+    text = Text(section(html, "memory")).text
+    assert "Allocated in the profiled steps and never freed" in text and "onerror=alert(1)>" in text and "<img" not in html
+    assert "Per rank" in text and "2.00 GiB" in text
+
+
 def test_no_memory_section_says_not_measured():
     data = make_run()
     report, html = rendered(data)

@@ -24,6 +24,7 @@ class RunOptions:
     profile_start: int | None = None  # first profiled step (0-based); None: chosen from max_steps
     profile_steps: int | None = None  # how many steps to profile
     profile_stack: bool = False
+    profile_memory: bool = False  # torch.profiler's profile_memory in the profiled steps
     host_interval_s: float = 0.5
     run_name: str = "run"
 
