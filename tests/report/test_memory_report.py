@@ -190,3 +190,17 @@ def test_the_live_view_follows_the_memory_stream(tmp_path):
     assert [e.step for e in events.Scalars("memory/process_rss_mb")] == [1, 2, 3, 4, 5]
     assert "memory/host_limit_mb" in events.Tags()["scalars"]
     assert Path(tmp_path / "tb").is_dir()
+
+
+def test_the_console_says_when_memory_grows_or_ran_out():
+    from perfdoctor.report.console import memory_line, summary_lines
+
+    report, _ = rendered(leaking_run())
+    assert memory_line(report) == "the training process's resident memory grows 3.0 MiB per step: the limit in about 12 min at this rate"
+    assert any(line.startswith("  memory: ") for line in summary_lines(report, Path("/tmp/run")))
+    flat, _ = rendered(leaking_run(per_step=0))
+    assert memory_line(flat) is None
+    data = leaking_run(per_step=0)
+    assert data.memory is not None
+    data.memory.oom = OomEvent(kind="cuda", step=41, phase="backward", module_path="GPT.blocks.3")
+    assert memory_line(rendered(data)[0]) == "out of GPU memory at step 41 in backward (GPT.blocks.3)"
