@@ -59,6 +59,19 @@ def _last(values: list[Any]) -> Any:
     return next((v for v in reversed(values) if v is not None), None)
 
 
+def in_use_at(host_raw: dict[str, Any], t_ns: int | None) -> int | None:
+    """Memory in use against the limit (the host sampler's) at the last host sample up to `t_ns`:
+    the run's last step-end sample, not the sample taken after the script returned (what it held
+    may be freed by then)."""
+    samples = host_raw.get("samples") or {}
+    used, times = samples.get("memory_used_bytes") or [], samples.get("t_ns") or []
+    pairs = [(t, u) for t, u in zip(times, used) if t is not None and u is not None]
+    if not pairs:
+        return _last(used)
+    before = [u for t, u in pairs if t_ns is None or t <= t_ns]
+    return before[-1] if before else pairs[0][1]
+
+
 def seconds_per_step(steps: list[Any], times: list[Any], trend: Trend | None) -> float | None:
     """Wall seconds per step over the fitted window (else the whole run)."""
     pairs = [(s, t) for s, t in zip(steps, times) if s is not None and t is not None]
@@ -264,7 +277,7 @@ def memory_section(
     first = first_steady_step(series)
     limit = meta.get("limit_bytes") if meta.get("limit_bytes") is not None else host_raw.get("memory_limit_bytes")
     source = meta.get("limit_source") or host_raw.get("memory_limit_source")
-    used_now = _last((host_raw.get("samples") or {}).get("memory_used_bytes") or [])
+    used_now = in_use_at(host_raw, _last(times))
     rss, workers = _column(samples, "rss"), _column(samples, "children_rss")
     gpu = _gpu(raw, samples)
 

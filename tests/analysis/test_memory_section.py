@@ -128,3 +128,11 @@ def test_rank_memory():
     assert row.rank == 3 and row.host_rss_peak_bytes == memory.process_rss_peak_bytes
     assert row.host_bytes_per_step == pytest.approx(3 * MIB, rel=0.01) and row.gpu_peak_reserved_bytes is None
     assert rank_memory(None, 0) is None
+
+
+def test_in_use_is_read_at_the_last_step_end_not_after_the_script_returned():
+    from perfdoctor.analysis.memory import in_use_at
+
+    host = {"samples": {"t_ns": [1, 5, 9, 20], "memory_used_bytes": [1, 2, None, 3]}}
+    assert in_use_at(host, 10) == 2 and in_use_at(host, 100) == 3 and in_use_at(host, 0) == 1
+    assert in_use_at({"samples": {"memory_used_bytes": [7]}}, 5) == 7 and in_use_at({}, 5) is None
