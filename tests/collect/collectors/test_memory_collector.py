@@ -4,6 +4,7 @@ out-of-memory error recorded with where it happened."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
@@ -33,7 +34,13 @@ def test_samples_at_step_ends_follow_the_process_memory(tmp_path):
     collector = MemoryCollector(budget_share=EVERY_STEP)
     collector.start(harness.ctx)
     kept = []
-    steps(collector, 30, work=lambda i: kept.append(bytearray(2 * MIB)))  # 2 MiB touched every step
+
+    def touch(index: int) -> None:  # 2 MiB of fresh pages every step (not memory the allocator already holds)
+        block = mmap.mmap(-1, 2 * MIB)
+        block.write(b"x" * (2 * MIB))
+        kept.append(block)
+
+    steps(collector, 30, work=touch)
     collector.stop()
     raw = harness.read("memory")
     samples = raw["samples"]
