@@ -7,9 +7,9 @@ and only when enough time has passed since the last one for its cost to stay und
 BUDGET_SHARE of the run: each sample's cost is timed, and the next one waits cost / BUDGET_SHARE
 (and never less than the run's age / MAX_SAMPLES, so a job running for days keeps a bounded
 stream). On Linux a sample is one pread() of /proc/<pid>/statm per process, on descriptors kept
-open; the list of children is refreshed by a background thread once a second (finding them
-means scanning /proc: not a step's work). The allocator's counters are host-side and never
-synchronise with the device. What a sample costs is charged to perfdoctor (`clock.add_overhead`).
+open; the list of children is refreshed by a background thread soon after each fork (DataLoader
+workers starting) and every CHILDREN_EVERY_S (finding them means scanning /proc: not a step's
+work). The allocator's counters are host-side and never synchronise with the device. What a sample costs is charged to perfdoctor (`clock.add_overhead`).
 
 Streamed as `memory`: `meta` (page size, the host limit), `cuda` (the device and its total, when
 CUDA is first seen), `samples` (columns, in step order), `oom` (an out-of-memory error raised in
@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections import deque
 from time import perf_counter_ns
 from typing import Any
@@ -32,7 +33,8 @@ from .base import Collector, CollectorContext
 
 BUDGET_SHARE = 0.002  # samples cost at most this share of the run's time
 MAX_SAMPLES = 20_000  # the gap between samples is at least the run's age / this
-CHILDREN_EVERY_S = 1.0
+CHILDREN_EVERY_S = 5.0  # the list of children is refreshed this often, and soon after every fork
+AFTER_FORK_S = 0.2  # after a fork, wait this long before looking (a worker may start its own children)
 RESTART: tuple[int, ...] = ()  # in the sample queue: what came before was the folded batch-steps'
 COLUMNS = (
     "step", "t_ns", "rss", "children_rss", "children",
@@ -41,12 +43,28 @@ COLUMNS = (
 )
 
 
+_forked = threading.Event()  # set in this process after each fork (a DataLoader worker starting)
+_fork_hook_lock = threading.Lock()
+_fork_hook = False
+
+
+def _watch_forks() -> None:
+    """Once per process: note every fork, so the list of children is refreshed when it changes
+    instead of scanning every process on the machine often (psutil's way of finding children)."""
+    global _fork_hook
+    with _fork_hook_lock:
+        if not _fork_hook and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_parent=_forked.set)
+            _fork_hook = True
+
+
 class _Statm:
     """A process's resident memory, read from an open /proc/<pid>/statm (Linux), else psutil."""
 
     def __init__(self, pid: int, page_size: int) -> None:
         self.pid = pid
         self.page_size = page_size
+        self.closed = False
         self.fd: int | None = None
         try:
             self.fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -56,6 +74,8 @@ class _Statm:
             self._process = psutil.Process(pid)
 
     def rss(self) -> int | None:
+        if self.closed:
+            return None
         if self.fd is not None:
             try:
                 return int(os.pread(self.fd, 128, 0).split()[1]) * self.page_size
@@ -67,6 +87,7 @@ class _Statm:
             return None
 
     def close(self) -> None:
+        self.closed = True
         if self.fd is not None:
             try:
                 os.close(self.fd)
@@ -181,6 +202,7 @@ class MemoryCollector(Collector):
         stream.add_source(self._drain)
         self._origin_ns = perf_counter_ns()
         self._torch = sys.modules.get("torch")
+        _watch_forks()
         self._refresh_children()
         self._thread = threading.Thread(target=self._watch_children, name="perfdoctor-memory", daemon=True)
         self._thread.start()
@@ -194,13 +216,15 @@ class MemoryCollector(Collector):
         # No last sample here: the script has returned, and what it held is already freed.
         if self._ctx is not None and os.getpid() == self._owner:
             self._ctx.stream(self.name).emit({"cost": {"ns": self._cost_total_ns, "samples": self.samples}})
-        for statm in (*self._children, *self._retired, *( [self._main] if self._main else [])):
+        for statm in (*self._children, *self._retired, *([self._main] if self._main else [])):
             statm.close()
         self._children, self._retired = (), []
 
     # -- at step ends ----------------------------------------------------------------------------
 
     def _on_step_end(self, index: int) -> None:
+        if self._stop.is_set():
+            return
         if index < self._last_index:  # the batch-steps before the first optimizer step were folded into one
             self._samples.append(RESTART)
         self._last_index = index
@@ -289,7 +313,15 @@ class MemoryCollector(Collector):
 
     def _watch_children(self) -> None:
         keep_signals_off_this_thread()
-        while not self._stop.wait(CHILDREN_EVERY_S):
+        last = time.monotonic()
+        while not self._stop.is_set():
+            forked = _forked.wait(0.25)
+            if not forked and time.monotonic() - last < CHILDREN_EVERY_S:
+                continue
+            if forked and self._stop.wait(AFTER_FORK_S):
+                break
+            _forked.clear()
+            last = time.monotonic()
             try:
                 self._refresh_children()
             except Exception as error:  # psutil on a vanishing process: try again next time

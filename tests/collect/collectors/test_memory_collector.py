@@ -104,6 +104,25 @@ def test_children_are_found_and_their_memory_counted(tmp_path):
         child.wait()
 
 
+def test_a_forked_worker_is_seen_soon_after_it_starts(tmp_path):
+    import multiprocessing
+
+    harness = Harness(tmp_path)
+    collector = MemoryCollector(budget_share=EVERY_STEP)
+    collector.start(harness.ctx)
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(20,))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 4  # well before the periodic refresh (every 5 s)
+        while worker.pid not in {statm.pid for statm in collector._children} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.pid in {statm.pid for statm in collector._children}
+    finally:
+        worker.kill()
+        worker.join()
+        collector.stop()
+
+
 class FakeCuda:
     """torch.cuda and torch._C as the collector uses them, over fake allocator counters."""
 
