@@ -2,6 +2,7 @@
 
     perfdoctor run [OPTIONS] SCRIPT [ARGS...]    perfdoctor run [OPTIONS] -m MODULE [ARGS...]
     perfdoctor report PATH... [--out DIR]
+    perfdoctor view PATH [--port N] [--no-browser]
 
 An error in perfdoctor's own input is one line on stderr and exit status 2 (traceback with -v).
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .config import Config
@@ -131,8 +133,32 @@ class ReportCommand(Command):
         from .pipeline import report_paths
 
         config = _load_config(args.config, Path.cwd())
-        report_paths(args.paths, args.out, config, quiet=args.quiet)
+        try:
+            report_paths(args.paths, args.out, config, quiet=args.quiet)
+        except PerfdoctorError:
+            raise
+        except OSError as error:  # while writing: the disk filled up, a permission changed meanwhile
+            raise PerfdoctorError(f"cannot write the reports: {error.strerror or error}") from error
+        except Exception as error:  # a bug of ours, met on this input: still one line (-v: the traceback)
+            raise PerfdoctorError(
+                f"internal error while reporting ({type(error).__name__}: {error}); `perfdoctor -v report ...` shows the traceback"
+            ) from error
         return 0
+
+
+class ViewCommand(Command):
+    name = "view"
+    help = "serve a run's report and trace view (or every run below a folder) on localhost"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("path", type=Path, metavar="PATH", help="a run directory, a folder of runs, or a folder of traces")
+        parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+        parser.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from .viewer.server import serve
+
+        return serve(args.path, port=args.port, open_browser=not args.no_browser)
 
 
 def _rank_options(args: argparse.Namespace, out: Path) -> list[str]:
@@ -167,7 +193,7 @@ def _gate_commands() -> tuple[Command, ...]:
     return CheckCommand(), DiffCommand()
 
 
-COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand(), *_gate_commands())
+COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand(), *_gate_commands(), ViewCommand())
 
 
 def split_run_argv(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
@@ -249,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PerfdoctorError as error:
         if verbose:
             raise
-        print(f"perfdoctor: error: {error}", file=sys.stderr)
+        print(f"perfdoctor: error: {printable(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("perfdoctor: interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ from .model.finding import Finding
 from .model.report import Report
 from .report.renderer import AnalysedRun, Renderer
 from .stream.rundir import RunDir
+from .terminal import printable, shell_quote
 
 
 def analyse(data: RunData, config: Config) -> list[Finding]:
@@ -45,7 +46,7 @@ def render(run: AnalysedRun, out: Path, renderers: Sequence[Renderer]) -> None:
         try:
             renderer.render(run, out)
         except Exception as error:  # report.json holds everything; this output can be made again
-            print(f"perfdoctor: {renderer.output} not written ({type(error).__name__}: {error})", file=sys.stderr)
+            print(f"perfdoctor: {renderer.output} not written ({type(error).__name__}: {printable(error)})", file=sys.stderr)
 
 
 def write_reports(data: RunData, findings: list[Finding], out: Path, renderers: Sequence[Renderer] | None = None) -> Report:
@@ -69,12 +70,12 @@ def finish_run(rundir: RunDir, config: Config, outcome: object = None, quiet: bo
         data = load_run(rundir.root)
         return write_reports(data, analyse(data, config), rundir.root, renderers)
     except PerfdoctorError as error:
-        print(f"perfdoctor: could not write the report: {error}", file=sys.stderr)
+        print(f"perfdoctor: could not write the report: {printable(error)}", file=sys.stderr)
         return None
     except Exception as error:  # a bug of ours must not change the script's exit status
         print(
-            f"perfdoctor: internal error while analysing ({type(error).__name__}: {error}); the measurements "
-            f"are kept in {rundir.raw}: `perfdoctor -v report {rundir.root}` shows the traceback",
+            f"perfdoctor: internal error while analysing ({type(error).__name__}: {printable(error)}); the measurements "
+            f"are kept in {printable(rundir.raw)}: `perfdoctor -v report {shell_quote(rundir.root)}` shows the traceback",
             file=sys.stderr,
         )
         return None
@@ -85,17 +86,17 @@ def report_paths(paths: list[Path], out: Path | None, config: Config, quiet: boo
     from .analysis.load import load_run
     from .report.console import ConsoleRenderer
 
-    for path in paths:
-        if not path.exists():
-            raise PerfdoctorError(f"no such file or directory: {path}")
-    if len(paths) == 1 and RunDir(paths[0]).is_run():
-        data = load_run(paths[0])
-        target = out or paths[0]
+    from .inputs import ReportInputs
+
+    inputs = ReportInputs.check(paths)  # one line and exit 2 for what cannot be read at all
+    target = out or (inputs.run_dir or default_report_dir(inputs.paths[0]))
+    inputs.check_output(target)  # nothing given as input is ever overwritten
+    if inputs.run_dir is not None:
+        data = load_run(inputs.run_dir)
     else:
         from .analysis.foreign import load_traces
 
-        data = load_traces(paths)
-        target = out or default_report_dir(paths[0])
+        data = load_traces(inputs.traces, skipped=inputs.skipped)
     renderers = file_renderers() + ([] if quiet else [ConsoleRenderer(sys.stderr, tensorboard=False)])
     return write_reports(data, analyse(data, config), target, renderers)
 

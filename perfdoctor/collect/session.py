@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..redact import redact_argv
+from ..redact import redact_argv, redact_text
 from ..stream.rundir import RunDir
 from .collectors.base import Collector, CollectorContext, RunOptions
 from .signals import shutdown_handlers
@@ -100,7 +100,10 @@ class Session:
         self.started_perf = time.perf_counter()
         self.errors: dict[str, str] = {}
         self.writer = StreamWriter(self.rundir, self.rank)
-        self.context = CollectorContext(rundir=self.rundir, rank=self.rank, clock=self.clock, options=self.options, writer=self.writer)
+        self.context = CollectorContext(
+            rundir=self.rundir, rank=self.rank, clock=self.clock, options=self.options, writer=self.writer,
+            supervised=self.supervised, local_world_size=self.identity.local_world_size,
+        )
         self._active: list[Collector] = []
         self._owner = os.getpid()
         self._stopped = False
@@ -171,5 +174,5 @@ class Session:
         try:
             return True, call(*args)
         except Exception as error:
-            self.errors[f"{collector.name}.{what}"] = f"{type(error).__name__}: {error}"
+            self.errors[f"{collector.name}.{what}"] = redact_text(f"{type(error).__name__}: {error}")
             return False, None

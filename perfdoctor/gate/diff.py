@@ -71,6 +71,7 @@ class RunSide:
     steps: int | None
     measured: int | None
     profiled: int | None
+    findings: int = 0  # how many findings the run's report has
 
 
 @dataclass
@@ -118,6 +119,7 @@ def _side(loaded: LoadedReport) -> RunSide:
         steps=steps.count,
         measured=steps.measured,
         profiled=steps.profiled,
+        findings=len(loaded.report.findings),
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..model.report import Report
+from ..terminal import printable, shell_quote
 from .renderer import AnalysedRun, Renderer
 
 MAX_FINDINGS = 5
@@ -44,7 +45,7 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
     run, steps = report.run, report.steps
     name = run.script or run.module or "trace"
     lines = []
-    head = f"perfdoctor: {name} {run.status}"
+    head = f"perfdoctor: {printable(name)} {run.status}"
     if run.exit_code not in (None, 0):
         head += f" (exit status {run.exit_code})"
     if run.duration_s is not None:
@@ -55,14 +56,17 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
     elif steps.count == 0:
         head += "; no training step seen"
     lines.append(head)
+    shared = machine_line(report)
+    if shared:
+        lines.append(shared)
     if steps.breakdown:
-        lines.append("  where a step goes: " + " · ".join(f"{phase} {_pct(share)}" for phase, share in steps.breakdown.items()))
+        lines.append("  where a step goes: " + " · ".join(f"{printable(phase)} {_pct(share)}" for phase, share in steps.breakdown.items()))
     findings = report.findings
     if findings:
         lines.append("  findings:")
         for finding in findings[:MAX_FINDINGS]:
             lines.append(
-                f"    [{finding.severity}] {finding.id}: {finding.title} "
+                f"    [{finding.severity}] {printable(finding.id)}: {printable(finding.title)} "
                 f"(saves up to {_pct(finding.estimated_saving)})"
             )
         if len(findings) > MAX_FINDINGS:
@@ -73,11 +77,35 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
     if memory:
         lines.append(f"  memory: {memory}")
     for note in report.notes:
-        lines.append(f"  note: {note}")
-    lines.append(f"  report: {out_dir / 'report.html'}  (data: {out_dir / 'report.json'})")
+        lines.append(f"  note: {printable(note)}")
+    traced = bool(report.profiler and report.profiler.traces or report.operators and report.operators.trace_files)
+    view = f"; with its trace view: perfdoctor view {shell_quote(out_dir)}" if traced else ""
+    lines.append(f"  report: {printable(out_dir / 'report.html')}  (data: {printable(out_dir / 'report.json')}{view})")
     if tensorboard:
-        lines.append(f"  traces and scalars: tensorboard --logdir {out_dir / 'tb'}")
+        lines.append(f"  traces and scalars: tensorboard --logdir {shell_quote(out_dir / 'tb')}  (the perfdoctor tab)")
     return lines
+
+
+def machine_line(report: Report) -> str | None:
+    """Whether the machine was shared while the job ran, and by how much (None: not measured)."""
+    contention = report.host.contention if report.host else None
+    if contention is None:
+        return None
+    cores = contention.usable_cores
+    others = contention.others_cpu_cores
+    if not contention.shared:
+        if others is None:
+            return None
+        return f"  machine: quiet enough (other processes used {others:.1f} of {cores} cores; the job's threads seldom waited for a CPU)"
+    parts = []
+    if others is not None:
+        parts.append(f"other processes used {others:.1f} of {cores} cores")
+    if contention.main_wait_share is not None:
+        parts.append(f"the training thread waited for a CPU {contention.main_wait_share:.0%} of the time")
+    if contention.throttled_share:
+        parts.append(f"the cgroup quota throttled the job {contention.throttled_share:.0%} of the time")
+    names = ", ".join(other.name for other in contention.top_others[:3])
+    return "  machine SHARED: " + "; ".join(parts) + (f" (busiest: {names})" if names else "") + ": timings are inflated"
 
 
 def print_summary(report: Report, out_dir: Path, stream: TextIO, tensorboard: bool = True) -> None:

@@ -23,10 +23,14 @@ TEMPLATE = "report.html.j2"
 
 
 def render_html(report: Report) -> str:
+    from ..gate.budgets import samples_per_second
+
     return templates.environment().get_template(TEMPLATE).render(
         report=report,
         charts=charts.build(report),
         memory_charts=memory_charts.build(report.memory),
+        throughput=samples_per_second(report),
+        trace_base="",
         script_hash=templates.script_hash(),
         renderer_version=templates.renderer_version(),
     )
@@ -40,9 +44,11 @@ def render_page(template: str, page: dict[str, Any]) -> str:
 
 
 def write_report_html(report: Report, path: Path) -> Path:
-    from ..stream.atomic import write_text
+    from ..stream.atomic import write_bytes
 
-    write_text(path, render_html(report))  # whole or not at all, the previous page kept on failure
+    # Whole or not at all, the previous page kept on failure; undecodable bytes of a file name
+    # (surrogate escapes) shown as \xff-style escapes rather than failing the page.
+    write_bytes(path, render_html(report).encode("utf-8", "backslashreplace"))
     return path
 
 

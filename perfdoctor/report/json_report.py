@@ -18,7 +18,9 @@ from ..model.host import HostSummary, HostTimeline
 from ..model.numbers import rounded
 from ..model.operators import OperatorRow, OperatorsSection
 from ..model.report import SCHEMA, Report, report_to_builtins
+from ..model.run import RunInfo
 from ..model.steps import PHASES, StepSeriesSection, StepsSection, StepTimes
+from ..redact import redact_argv, redact_text
 from ..stream.atomic import write_json
 from .renderer import AnalysedRun, Renderer
 
@@ -31,7 +33,7 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
     steps = data.steps
     return Report(
         schema=SCHEMA,
-        run=data.run,
+        run=_redacted(data.run),
         environment=data.environment,
         steps=StepsSection(
             count=steps.count,
@@ -80,6 +82,8 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
                         )
                         for epoch in loader.epochs
                     ],
+                    source="trace" if loader.source == "trace" else None,
+                    iterator=loader.iterator,
                 )
                 for loader in data.dataloaders
             ]
@@ -89,10 +93,16 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
         profiler=data.profiler,
         gpu=data.gpu,
         ddp=data.ddp,
-        notes=data.notes,
+        notes=[redact_text(note) for note in data.notes],  # collector errors of older run files
         memory=data.memory,
         findings=[msgspec.structs.replace(finding, estimated_saving=round(finding.estimated_saving, 4)) for finding in findings],
     )
+
+
+def _redacted(run: RunInfo) -> RunInfo:
+    """argv and the error masked again: the raw files may come from an older perfdoctor."""
+    error = run.error and msgspec.structs.replace(run.error, message=redact_text(run.error.message))
+    return msgspec.structs.replace(run, argv=redact_argv(run.argv), error=error)
 
 
 def _series(data: RunData) -> StepSeriesSection:
@@ -102,7 +112,7 @@ def _series(data: RunData) -> StepSeriesSection:
     phases = {f"{phase}_ms": [rounded(series.phases_ms[phase][i]) for i in picked] for phase in PHASES}
     return StepSeriesSection(
         stride=stride,
-        step=list(picked),
+        step=[series.number(i) for i in picked],  # the trace's own ProfilerStep numbers, when it has them
         duration_ms=[rounded(series.duration_ms[i]) for i in picked],
         profiled=[series.profiled[i] for i in picked],
         **phases,

@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..redact import redact_text
+
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 STATUS_INTERRUPTED = "interrupted"
@@ -59,7 +61,7 @@ def signal_name(number: int) -> str:
 
 
 def describe_error(error: BaseException) -> dict[str, str]:
-    return {"type": type(error).__name__, "message": str(error)[:MAX_MESSAGE]}
+    return {"type": type(error).__name__, "message": redact_text(str(error))[:MAX_MESSAGE]}
 
 
 def outcome_of_exception(error: BaseException | None, stop_run: type[BaseException] | None = None, terminated: bool = False) -> Outcome:
@@ -89,7 +91,7 @@ def outcome_of_sys_exit(stop: SystemExit) -> Outcome:
         code = int(code)  # sys.exit(not ok): a bool is 0 or 1, and report.json wants a number
         status = STATUS_COMPLETED if code == 0 else STATUS_FAILED
         return Outcome(code, status, None if code == 0 else {"type": "SystemExit", "message": str(code)})
-    return Outcome(1, STATUS_FAILED, {"type": "SystemExit", "message": str(code)[:MAX_MESSAGE]})
+    return Outcome(1, STATUS_FAILED, {"type": "SystemExit", "message": redact_text(str(code))[:MAX_MESSAGE]})
 
 
 def print_exit_message(stop: SystemExit) -> None:

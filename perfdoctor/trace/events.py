@@ -37,7 +37,7 @@ class _Args(msgspec.Struct, frozen=True, gc=False):
     external_id_v1: int = msgspec.field(default=-1, name="external id")  # GPU events, PyTorch <= 1.9
     correlation: int = -1
     device: int = -1
-    stream: int = -1
+    stream: int | str = -1  # ROCm's runtime calls write it as a pointer in hex text ("0x0")
     nbytes: int = msgspec.field(default=-1, name="bytes")
     flops: float = -1.0  # recorded with with_flops=True
     input_dims: msgspec.Raw = msgspec.field(default=_NO_RAW, name="Input Dims")
@@ -86,12 +86,25 @@ class NotJSON(Exception):
 
 
 def _finite_float(value: Any) -> float:
-    """A float, or NaN for what is not one (an integer beyond float range, say): NaN marks the
-    field unusable, as for a missing one."""
+    """A float; infinity for an integer beyond float range (out of range, like 1e400); NaN for
+    what is not a number at all (NaN marks the field missing)."""
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
+    except OverflowError:
+        return float("-inf") if value < 0 else float("inf")
+    except (TypeError, ValueError):
         return float("nan")
+
+
+MAX_INT_DIGITS = 1000  # a longer integer is no count or time: infinity, like a float beyond range
+
+
+def bounded_int(text: str) -> int | float:
+    """json.loads' parse_int: Python refuses to convert integers of more than 4300 digits (and
+    is slow on long ones); such a number in a trace is unusable, not a syntax error."""
+    if len(text) <= MAX_INT_DIGITS:
+        return int(text)
+    return float("-inf") if text.startswith("-") else float("inf")
 
 
 def _number_literal(value: Any) -> bytes:
@@ -100,6 +113,20 @@ def _number_literal(value: Any) -> bytes:
     if isinstance(value, float) and not math.isfinite(value):
         return b"nan"
     return repr(value).encode()
+
+
+def _decimal(text: str) -> int | None:
+    """The int64 a string holds as numpy's int conversion (Python's int()) reads it, else None."""
+    try:
+        number = int(text)
+    except ValueError:
+        return None
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
+
+
+def _text_int(value: Any) -> int:
+    number = _decimal(value) if type(value) is str else None
+    return -1 if number is None else number
 
 
 def _short_text(value: Any) -> str:
@@ -133,6 +160,7 @@ _ARG_GETTERS = {
     "stream": attrgetter("stream"),
     "nbytes": attrgetter("nbytes"),
 }
+_ARG_NAMES = {field.name: field.encode_name for field in msgspec.structs.fields(_Args)}
 _get_dims = attrgetter("input_dims")
 _get_flops = attrgetter("flops")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -271,7 +299,7 @@ class ColumnBuilder:
                 skipped.add("event with invalid UTF-8 text", at=offset + error.start)
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, parse_int=bounded_int)
             except RecursionError:
                 skipped.add("event nested too deeply", at=offset)
                 continue
@@ -322,6 +350,8 @@ class ColumnBuilder:
                     kept[field.name] = value
                 elif field.name == "flops" and isinstance(value, (int, float)) and not isinstance(value, bool):
                     kept[field.name] = _finite_float(value)
+                elif field.name == "stream" and isinstance(value, str):
+                    kept[field.name] = value
                 elif isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
                     kept[field.name] = value
                 else:
@@ -378,7 +408,7 @@ class ColumnBuilder:
         tid = self._ids(list(map(_get_tid, events)))
 
         args = list(map(_get_args, events))
-        arg = {key: np.fromiter(map(get, args), dtype=np.int64, count=n) for key, get in _ARG_GETTERS.items()}
+        arg = {key: self._int64s(list(map(get, args)), key) for key, get in _ARG_GETTERS.items()}
         external_id = np.where(arg["external_id"] >= 0, arg["external_id"], arg["external_id_v1"])
         flops = np.fromiter(map(_get_flops, args), dtype=np.float64, count=n)
 
@@ -422,16 +452,41 @@ class ColumnBuilder:
         out_of_range = rest & (np.isinf(dur_us) | (dur_us >= MAX_ABS_US))
         self.skipped.add("complete event with an out-of-range dur", int(np.count_nonzero(out_of_range)))
 
+    def _int64s(self, values: list, key: str) -> np.ndarray:
+        """An int column of args; a value beyond int64 (the decoder accepts any integer) is
+        unusable: -1, as for a missing one, and noted. A text value (only `stream` may be one:
+        ROCm writes the host call's stream handle, "0x0") is its decimal number, else -1: streams
+        matter on the device side, where every version writes a number."""
+        try:
+            return np.fromiter(values, dtype=np.int64, count=len(values))
+        except (ValueError, TypeError):
+            # As numpy reads the chunk when every value converts: decimal text is its number.
+            values = [v if type(v) is int else _text_int(v) for v in values]
+            return self._int64s(values, key)
+        except OverflowError:
+            bad = [v for v in values if not _INT64_MIN <= v <= _INT64_MAX]
+            self.skipped.add(f"args[{_ARG_NAMES[key]!r}] beyond 64 bits ignored", len(bad), events=False)
+            return np.fromiter((v if _INT64_MIN <= v <= _INT64_MAX else -1 for v in values), dtype=np.int64, count=len(values))
+
     def _ids(self, values: list) -> np.ndarray:
-        """pid/tid values (ints, or strings like "Spans") as int64."""
+        """pid/tid values (ints, or strings like "Spans") as int64. A decimal string ("25738", as
+        PyTorch 1.x writes tids) is that number whatever else its chunk holds: numpy converts it
+        when every value in the chunk converts, so the fallback must too, or one thread would
+        get two ids depending on where the reader's blocks happen to end."""
         try:
             return np.fromiter(values, dtype=np.int64, count=len(values))
         except (TypeError, ValueError, OverflowError):
-            return np.fromiter(
-                (v if type(v) is int and _INT64_MIN <= v <= _INT64_MAX else self.string_id(str(v)) for v in values),
-                dtype=np.int64,
-                count=len(values),
-            )
+            return np.fromiter(map(self.id_of, values), dtype=np.int64, count=len(values))
+
+    def id_of(self, value: Any) -> int:
+        """One pid/tid as int64 (see _ids)."""
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        if type(value) is str:
+            number = _decimal(value)
+            if number is not None:
+                return number
+        return self.string_id(str(value))
 
     def string_id(self, text: str) -> int:
         """A stable id for a string pid/tid: the same string gets the same id in every trace."""
@@ -449,6 +504,8 @@ class ColumnBuilder:
         self, cat: np.ndarray, pid: np.ndarray, tid: np.ndarray, device: np.ndarray, stream: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """GPU index and stream from args, else (old traces) from pid and "stream N" tids."""
+        device = np.where((device >= 0) & (device < (1 << 15)), device, -1)  # beyond the int16 column: unknown
+        stream = np.where((stream >= 0) & (stream < (1 << 31)), stream, -1)
         on_gpu = np.isin(cat, list(_GPU_CATEGORIES))
         device = np.where(on_gpu & (device < 0) & (pid >= 0) & (pid < 1024), pid, device)
         device = np.where(on_gpu, device, -1)
@@ -486,8 +543,7 @@ class ColumnBuilder:
 
     def _metadata_event(self, event: Any) -> None:
         label = event.args.label
-        pid = event.pid if type(event.pid) is int else self.string_id(str(event.pid))
-        tid = event.tid if type(event.tid) is int else self.string_id(str(event.tid))
+        pid, tid = self.id_of(event.pid), self.id_of(event.tid)
         if event.name == "thread_name" and isinstance(label, str):
             self.metadata.thread_names[(pid, tid)] = label
         elif event.name == "process_name" and isinstance(label, str):

@@ -18,16 +18,21 @@ _SCALAR = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|tru
 _WS = re.compile(rb"[ \t\r\n]*")
 _CLOSER = {ord("["): ord("]"), ord("{"): ord("}")}
 SPLIT_LOOKBACK = 1 << 16
+# Strings and brackets walked in one value before it is given up on: a real event or metadata
+# block has hundreds; millions (`[[[[...` or `[][][]...` for megabytes) would take the exact
+# walk, a Python loop, minutes, and again each time more data is read.
+MAX_VALUE_TOKENS = 1 << 20
 Buffer = bytes | bytearray
 
 
 class Malformed(Exception):
-    """The buffer is not JSON at `offset`."""
+    """The buffer is not JSON at `offset` (invalid=False: JSON, but beyond what a trace holds)."""
 
-    def __init__(self, offset: int, what: str) -> None:
+    def __init__(self, offset: int, what: str, invalid: bool = True) -> None:
         super().__init__(what)
         self.offset = offset
         self.what = what
+        self.invalid = invalid
 
 
 def skip_ws(buf: Buffer, pos: int) -> int:
@@ -70,10 +75,14 @@ def value_end(buf: Buffer, pos: int, final: bool) -> int:
     stack = [_CLOSER[first]]
     i = pos + 1
     search = _STRUCTURE.search
+    budget = MAX_VALUE_TOKENS
     while True:
         token = search(buf, i)
         if token is None:
             return -1
+        budget -= 1
+        if budget < 0:
+            raise Malformed(pos, f"a value of more than {MAX_VALUE_TOKENS} strings and brackets, not an event", invalid=False)
         at = token.start()
         char = buf[at]
         if char == 0x22:

@@ -24,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from perfdoctor.trace.errors import TraceError
-from perfdoctor.trace.events import ColumnBuilder, NotJSON
+from perfdoctor.trace.errors import TraceError, shown
+from perfdoctor.trace.events import ColumnBuilder, NotJSON, bounded_int
 from perfdoctor.trace.jsonscan import Malformed, last_split, scan_elements, skip_ws, string_end, value_end
 from perfdoctor.trace.model import SkippedInput, Trace, TraceMetadata
 from perfdoctor.trace.source import StreamEnd, byte_blocks, open_trace
@@ -65,19 +65,19 @@ def read_trace(path: str | Path, *, block_bytes: int = BLOCK_BYTES) -> Trace:
             parser = _Parser(path, byte_blocks(fh, path, block_bytes, end), builder, end, block_bytes)
             top = parser.parse()
     except OSError as exc:
-        raise TraceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise TraceError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
     except MemoryError:
-        raise TraceError(f"{path}: not enough memory to read this trace") from None
+        raise TraceError(f"{shown(path)}: not enough memory to read this trace") from None
     finally:
         if gc_was_enabled:
             gc.enable()
     _fill_metadata(metadata, top, builder)
     if builder.count == 0:
         if skipped.truncated:
-            raise TraceError(f"{path}: no complete event before the input breaks off ({_reasons(skipped)})")
+            raise TraceError(f"{shown(path)}: no complete event before the input breaks off ({_reasons(skipped)})")
         if skipped.events:
-            raise TraceError(f"{path}: no usable complete event ({_reasons(skipped)})")
-        raise TraceError(f"{path}: the trace has no complete (\"X\") events")
+            raise TraceError(f"{shown(path)}: no usable complete event ({_reasons(skipped)})")
+        raise TraceError(f"{shown(path)}: the trace has no complete (\"X\") events")
     columns: dict[str, Any] = builder.columns()
     return Trace(
         path=path,
@@ -109,6 +109,7 @@ class _Parser:
         self.base = 0  # file offset of buf[0], for messages
         self.eof = False
         self.found_events = False
+        self.after_event = False  # an event was taken; its separator is still ahead
 
     # ------------------------------------------------------------------ buffer
 
@@ -142,11 +143,13 @@ class _Parser:
             return
         before, after = buf[start - 1], buf[stop]
         buf[start - 1], buf[stop] = 0x5B, 0x5D
+        view = memoryview(buf)
+        chunk = view[start - 1:stop + 1]
         try:
-            with memoryview(buf) as view, view[start - 1:stop + 1] as chunk:
-                self.builder.add_chunk(chunk, base)
+            self.builder.add_chunk(chunk, base)
         finally:
             buf[start - 1], buf[stop] = before, after
+            _release(chunk, view)
 
     def _grow(self) -> bool:
         """Read until the pending data has at least doubled (keeps rescans linear overall)."""
@@ -166,11 +169,12 @@ class _Parser:
                 return False
 
     def _fail(self, what: str) -> TraceError:
-        return TraceError(f"{self.path}: {what}")
+        return TraceError(f"{shown(self.path)}: {what}")
 
-    def _broken(self, offset: int, what: str) -> _Stop | TraceError:
-        """Invalid JSON at buf[offset]: keep the events before it if there are any."""
-        where = f"invalid JSON at byte {self.base + offset}: {what}"
+    def _broken(self, offset: int, what: str, invalid: bool = True) -> _Stop | TraceError:
+        """Invalid (or, with invalid=False, unusable) JSON at buf[offset]: keep the events
+        before it if there are any."""
+        where = f"{'invalid JSON ' if invalid else ''}at byte {self.base + offset}: {what}"
         if self.end.problem:
             where = f"{self.end.problem}; {where}"
         return _Stop(where) if self.builder.count else self._fail(where)
@@ -191,6 +195,8 @@ class _Parser:
         if not self._skip_ws():
             if self.end.problem:
                 raise self._fail(self.end.problem)
+            if self.base + self.pos:
+                raise self._fail(f"the file holds only whitespace ({self.base + self.pos} bytes), no JSON")
             raise self._fail("the file is empty")
         head = self.buf[self.pos:self.pos + 4]
         if head.startswith(b"\xef\xbb\xbf"):
@@ -203,8 +209,8 @@ class _Parser:
             raise self._fail('the JSON is an array; expected an object with a "traceEvents" array')
         if first != b"{":
             start = bytes(self.buf[self.pos:self.pos + 16])
-            shown = repr(start.decode()) if start.isascii() and start.decode().isprintable() else "binary data"
-            raise self._fail(f"not a JSON trace (starts with {shown})")
+            described = repr(start.decode()) if start.isascii() and start.decode().isprintable() else "binary data"
+            raise self._fail(f"not a JSON trace (starts with {described})")
         self.pos += 1
         self._members(top, first=True)
         if not self.found_events:
@@ -253,7 +259,9 @@ class _Parser:
             raise self._broken(self.pos, f"expected a key, found {chr(self.buf[self.pos])!r}")
         end = string_end(self.buf, self.pos)
         while end < 0:
-            if len(self.buf) - self.pos > MAX_VALUE_BYTES or not self._grow():
+            if len(self.buf) - self.pos > MAX_VALUE_BYTES:
+                raise self._fail(f"a key longer than {MAX_VALUE_BYTES >> 20} MiB at byte {self.base + self.pos}")
+            if not self._grow():
                 raise self._truncated("inside a key")
             end = string_end(self.buf, self.pos)
         try:
@@ -275,7 +283,7 @@ class _Parser:
             try:
                 end = value_end(self.buf, self.pos, final=self.eof)
             except Malformed as exc:
-                raise self._broken(exc.offset, exc.what) from None
+                raise self._broken(exc.offset, exc.what, exc.invalid) from None
             if end >= 0:
                 break
             if self.eof:
@@ -285,13 +293,15 @@ class _Parser:
             self._grow()
         raw = bytes(self.buf[self.pos:end])
         self.pos = end
-        return _top_level_value(raw, key, lambda what: self._broken(end - len(raw), what))
+        return _top_level_value(raw, key, lambda what, invalid=True: self._broken(end - len(raw), what, invalid))
 
     # ------------------------------------------------------------------ events
 
     def _events(self) -> None:
         """The traceEvents array, from just after its '[' to just after its ']'."""
         while True:
+            if self.after_event and not self._separator():
+                return
             if not self.eof and len(self.buf) - self.pos < self.block_bytes:
                 self._check_usable()
                 self._more()
@@ -310,11 +320,37 @@ class _Parser:
             before = self.pos
             if not self._exact_step(final=False):
                 return
-            if self.pos == before:  # a single event longer than the data at hand
+            if self.pos == before:  # no complete event and separator in the data at hand
+                start = skip_ws(self.buf, self.pos)
+                if start > self.pos:  # whitespace before the next event, any amount: consumed
+                    self.pos = start
+                    continue
+                try:
+                    end = value_end(self.buf, self.pos, final=False)
+                except Malformed as exc:
+                    raise self._broken(exc.offset, exc.what, exc.invalid) from None
+                if end >= 0:  # a complete event, then only whitespace so far: keep it, then look for ',' or ']'
+                    self._decode_spans([(self.pos, end)])
+                    self.pos = end
+                    self.after_event = True
+                    continue
                 if len(self.buf) - self.pos > MAX_VALUE_BYTES:
                     too_long = f"an event larger than {MAX_VALUE_BYTES >> 20} MiB (or an unterminated one)"
-                    raise self._broken(self.pos, too_long)
+                    raise self._broken(self.pos, too_long, invalid=False)
                 self._grow()
+
+    def _separator(self) -> bool:
+        """After an event: the ',' before the next one (True) or the array's ']' (False)."""
+        self.after_event = False
+        if not self._skip_ws():
+            raise self._truncated("inside traceEvents")
+        char = self.buf[self.pos]
+        self.pos += 1
+        if char == 0x2C:
+            return True
+        if char != 0x5D:
+            raise self._broken(self.pos - 1, f"expected ',' or ']' after an event, found {chr(char)!r}")
+        return False
 
     def _check_usable(self) -> None:
         """Give up on an array that is mostly not events (element-wise decoding is slow)."""
@@ -349,7 +385,7 @@ class _Parser:
             self.pos = scan.array_end
             return False
         if scan.error is not None:
-            raise self._broken(scan.error.offset, scan.error.what)
+            raise self._broken(scan.error.offset, scan.error.what, scan.error.invalid)
         if len(scan.spans) == EXACT_BATCH:
             self._check_usable()
             return True
@@ -372,6 +408,18 @@ class _Parser:
             raise self._broken(spans[bad.index][0], "an event is not valid JSON") from None
 
 
+def _release(*views: memoryview) -> None:
+    """Release views of the buffer now, so that it can be resized; when something still holds
+    one (decoded values that point into it, kept alive by an exception on its way up), it is
+    released with them, and _more copies instead of resizing. Never a BufferError that would
+    hide the exception."""
+    for view in views:
+        try:
+            view.release()
+        except BufferError:
+            pass
+
+
 def _top_level_value(raw: bytes, key: str, broken: Any) -> Any:
     """A small top-level member's value. Decoded by msgspec; when that fails for any reason, the
     standard library says whether the text is JSON at all (a number beyond float range is, and
@@ -381,13 +429,43 @@ def _top_level_value(raw: bytes, key: str, broken: Any) -> Any:
     except Exception:
         pass
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_int=bounded_int)
     except UnicodeDecodeError:
         raise broken(f"invalid UTF-8 in top-level value {key!r}") from None
     except RecursionError:
-        raise broken(f"top-level value {key!r} is nested too deeply") from None
+        raise broken(f"top-level value {key!r} is nested too deeply", invalid=False) from None
     except ValueError:
         raise broken(f"top-level value {key!r} is not valid JSON") from None
+
+
+# The fields of deviceProperties and distributedInfo that analyses read: (type, lowest, highest).
+DEVICE_FIELDS: dict[str, tuple[type, int, int]] = {
+    "id": (int, 0, (1 << 15) - 1), "name": (str, 0, 256), "totalGlobalMem": (int, 0, 1 << 60),
+    "computeMajor": (int, 0, 1000), "computeMinor": (int, 0, 1000), "numSms": (int, 0, 1 << 20),
+}
+DISTRIBUTED_FIELDS: dict[str, tuple[type, int, int]] = {
+    "rank": (int, 0, (1 << 31) - 1), "world_size": (int, 1, 1 << 31), "backend": (str, 0, 64),
+}
+
+
+def _checked_fields(
+    block: dict[str, Any], fields: dict[str, tuple[type, int, int]], where: str, builder: ColumnBuilder
+) -> dict[str, Any]:
+    """A metadata block with the fields analyses read kept only when of the right type and in
+    range (an int, or a str of bounded length); anything else there is noted and left out."""
+    checked: dict[str, Any] = {}
+    for key, value in block.items():
+        rule = fields.get(key)
+        if rule is None:
+            checked[key] = value
+            continue
+        kind, low, high = rule
+        size = len(value) if isinstance(value, str) else value
+        if isinstance(value, kind) and not isinstance(value, bool) and low <= size <= high:
+            checked[key] = value
+        else:
+            builder.skipped.add(f"{where}[{key!r}] of the wrong type or out of range ignored", events=False)
+    return checked
 
 
 def _fill_metadata(metadata: TraceMetadata, top: dict[str, Any], builder: ColumnBuilder) -> None:
@@ -395,15 +473,18 @@ def _fill_metadata(metadata: TraceMetadata, top: dict[str, Any], builder: Column
         value = top.pop(key, None)
         if value is None:
             return None
-        if isinstance(value, kind) and not isinstance(value, bool):
+        if isinstance(value, kind) and not isinstance(value, bool) and not (isinstance(value, int) and abs(value) >= 1 << 63):
             return value
         top[key] = value  # unexpected type: kept as it is, in extra
         return None
 
     metadata.schema_version = pick("schemaVersion", int)
     properties = pick("deviceProperties", list) or []
-    metadata.device_properties = [p for p in properties if isinstance(p, dict)]
-    metadata.distributed_info = pick("distributedInfo", dict)
+    metadata.device_properties = [
+        _checked_fields(p, DEVICE_FIELDS, f"deviceProperties[{i}]", builder) for i, p in enumerate(properties) if isinstance(p, dict)
+    ]
+    info = pick("distributedInfo", dict)
+    metadata.distributed_info = None if info is None else _checked_fields(info, DISTRIBUTED_FIELDS, "distributedInfo", builder)
     metadata.base_time_ns = pick("baseTimeNanoseconds", int)
     metadata.trace_name = pick("traceName", str)
     metadata.display_time_unit = pick("displayTimeUnit", str)

@@ -7,7 +7,10 @@ thread; a small bounded queue keeps at most a few blocks in memory.
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
+import stat
 import threading
 import zlib
 from collections.abc import Iterator
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from perfdoctor.trace.errors import TraceError
+from perfdoctor.trace.errors import TraceError, shown
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 1 << 18  # bytes read per step
@@ -30,14 +33,31 @@ class StreamEnd:
 
 
 def open_trace(path: Path) -> BinaryIO:
+    """The file, opened for reading, if it is a regular file. Opened without blocking and checked
+    on the open descriptor: a FIFO (or a device, a socket) would make reading wait forever, and
+    checking the path first would leave a window for it to be swapped."""
     try:
-        return open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise TraceError(f"{path}: no such file") from None
+        raise TraceError(f"{shown(path)}: no such file") from None
     except IsADirectoryError:
-        raise TraceError(f"{path}: is a directory, expected a trace file") from None
+        raise TraceError(f"{shown(path)}: is a directory, expected a trace file") from None
     except OSError as exc:
-        raise TraceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if exc.errno == errno.ELOOP:
+            raise TraceError(f"{shown(path)}: a symlink loop (too many levels of symbolic links)") from None
+        raise TraceError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise TraceError(f"{shown(path)}: is a directory, expected a trace file")
+        if not stat.S_ISREG(mode):
+            raise TraceError(f"{shown(path)}: not a regular file (a FIFO, device or socket is refused: it may never end)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _plain_blocks(fh: BinaryIO, first: bytes, block_bytes: int, end: StreamEnd) -> Iterator[bytes]:
@@ -128,7 +148,7 @@ def byte_blocks(fh: BinaryIO, path: Path, block_bytes: int, end: StreamEnd) -> I
     try:
         first = fh.read(READ_BYTES)
     except OSError as exc:
-        raise TraceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise TraceError(f"{shown(path)}: cannot read ({exc.strerror or exc})") from None
     if first[:2] == GZIP_MAGIC:
         return _threaded(_gzip_blocks(fh, first, block_bytes, end))
     return _plain_blocks(fh, first, block_bytes, end)

@@ -40,7 +40,7 @@ def _error(path: Path) -> str:
 
 @pytest.mark.parametrize("data, expected", [
     (b"", "the file is empty"),
-    (b"  \n\t ", "the file is empty"),
+    (b"  \n\t ", "the file holds only whitespace (5 bytes), no JSON"),
     (b'[{"ph": "X", "ts": 1, "dur": 1}]', "the JSON is an array"),
     (b'{"schemaVersion": 1}', 'no "traceEvents" array'),
     (b'{"traceEvents": {"a": 1}}', '"traceEvents" is not an array'),
@@ -295,3 +295,43 @@ def test_invalid_utf8_in_a_top_level_value_is_one_line(tmp_path):
     assert len(trace) and any("invalid UTF-8 in top-level value 'traceName'" in r for r in trace.skipped.reasons)
     early = b'{"deviceProperties": "\xff", ' + GOOD_TEXT[1:]
     assert "invalid UTF-8 in top-level value 'deviceProperties'" in _error(_write(tmp_path, early, "u.json"))
+
+
+# ------------------------------------------------------------------ sizes past what a block holds
+
+EVENT = b'{"ph": "X", "name": "a", "ts": 1, "dur": 1}'
+
+
+def test_whitespace_between_events_of_any_length(tmp_path, monkeypatch):
+    from perfdoctor.trace import reader
+
+    monkeypatch.setattr(reader, "MAX_VALUE_BYTES", 4096)
+    pad = b" \n" * 20_000  # ten times MAX_VALUE_BYTES, hundreds of blocks
+    data = b'{"traceEvents": [' + pad + EVENT + pad + b"," + pad + EVENT + pad + b"]" + pad + b"}"
+    trace = read_trace(_write(tmp_path, data), block_bytes=64)
+    assert len(trace) == 2 and not trace.skipped
+    empty = b'{"traceEvents": [' + pad + b"]}"
+    assert 'no complete ("X") events' in _error(_write(tmp_path, empty, "u.json"))
+
+
+def test_a_key_too_long_is_said_so(tmp_path, monkeypatch):
+    from perfdoctor.trace import reader
+
+    monkeypatch.setattr(reader, "MAX_VALUE_BYTES", 4096)
+    data = b'{"' + b"k" * 400_000 + b'": 1, "traceEvents": [' + EVENT + b"]}"  # past the first read
+    with pytest.raises(TraceError, match="a key longer than 0 MiB at byte 1"):
+        read_trace(_write(tmp_path, data), block_bytes=64)
+
+
+def test_megabytes_of_brackets_are_given_up_on_quickly(tmp_path):
+    import time
+
+    from perfdoctor.trace.jsonscan import MAX_VALUE_TOKENS
+
+    start = time.perf_counter()
+    for name, body in (("open.json", b"[" * (4 << 20)), ("pairs.json", b"[" + b"[]," * (2 << 20))):
+        trace = read_trace(_write(tmp_path, b'{"traceEvents": [' + EVENT + b"," + body, name))
+        assert len(trace) == 1 and trace.skipped.truncated  # the event before is kept
+        (reason,) = trace.skipped.reasons
+        assert reason == f"at byte 61: a value of more than {MAX_VALUE_TOKENS} strings and brackets, not an event"
+    assert time.perf_counter() - start < 20
