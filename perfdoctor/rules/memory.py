@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 
 from ..analysis.rundata import RunData
-from ..model.finding import Severity
+from ..model.finding import Confidence, Severity
 from ..model.memory import MemorySection, MemoryTrend, OomEvent, RankMemory
 from .base import Finding, Rule
 
@@ -88,6 +88,7 @@ class MemoryGrowth(Rule):
     id = "memory-growth"
     area = "memory"
     docs = FAQ
+    timing_based = False  # bytes per step; only the time to the limit rests on the pace (see _confidence)
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -113,7 +114,24 @@ class MemoryGrowth(Rule):
         title = f"{SUBJECTS[trend.subject]} grows {per_step} per step"
         if trend.seconds_to_limit is not None:
             title += f": at this rate it reaches the limit {when}"
-        return self.finding(title=title, evidence=evidence, saving=0.0, severity=severity, advice=advice, fix=fix)
+        confidence, reason = self._confidence(trend, data)
+        return self.finding(
+            title=title, evidence=evidence, saving=0.0, severity=severity, advice=advice, fix=fix,
+            confidence=confidence, confidence_reason=reason,
+        )
+
+    @staticmethod
+    def _confidence(trend: MemoryTrend, data: RunData) -> tuple[Confidence, str]:
+        """The growth per step does not depend on other processes; the time to the limit does: at a
+        pace they slowed, the limit comes later than it would on a quiet machine."""
+        contention = data.host.contention if data.host else None
+        if trend.seconds_to_limit is None or contention is None or not contention.shared:
+            return "high", ""
+        measured = f"other processes used {contention.others_cpu_cores:.1f} cores" if contention.others_cpu_cores is not None else "other processes took CPU time the job wanted"
+        return "medium", (
+            f"The machine was shared while this ran ({measured}): the time to the limit is at this run's slowed pace, "
+            "so on a quiet machine the limit comes sooner. The growth per step does not depend on it."
+        )
 
     @staticmethod
     def _severity(trend: MemoryTrend, memory: MemorySection, limits: Thresholds) -> tuple[Severity, str]:
@@ -183,6 +201,7 @@ class OutOfMemory(Rule):
     id = "out-of-memory"
     area = "memory"
     docs = FAQ
+    timing_based = False
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -287,6 +306,7 @@ class MemoryRankImbalance(Rule):
 
     id = "memory-rank-imbalance"
     area = "memory"
+    timing_based = False
     docs = "https://pytorch.org/docs/stable/notes/ddp.html"
 
     @dataclass(frozen=True)

@@ -91,6 +91,22 @@ def oom(**changes) -> OomEvent:
                        "peak_reserved_bytes": 78 * GIB, "total_bytes": 80 * GIB, "alloc_retries": 2, "summary": "|== summary ==|",
                        **changes})
 
+    def test_on_a_shared_machine_the_time_to_the_limit_is_medium_confidence(self):
+        from conftest import make_host
+        from perfdoctor.model.host import CpuContention
+
+        quiet = run_with(memory(trend()))
+        assert check(MemoryGrowth, quiet).confidence == "high"
+        busy = run_with(memory(trend()))
+        busy.host = make_host()
+        busy.host.contention = CpuContention(samples=20, interval_s=0.5, usable_cores=2, others_cpu_cores=1.7, shared=True)
+        finding = check(MemoryGrowth, busy)
+        assert finding.confidence == "medium" and "1.7 cores" in finding.confidence_reason
+        assert "comes sooner" in finding.confidence_reason and finding.severity == "critical"
+        # Without a limit in sight there is no time to doubt: the growth per step stands.
+        unlimited = run_with(memory(trend(seconds=None, limit_at=None, limit_bytes=None, headroom_bytes=None)), busy)
+        assert check(MemoryGrowth, unlimited).confidence == "high"
+
 
 class TestOutOfMemory:
     def test_a_cuda_oom_names_the_step_phase_and_module(self):
