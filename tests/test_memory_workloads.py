@@ -38,7 +38,8 @@ def test_the_planted_host_leak_is_memory_growth(tmp_path):
 def test_the_healthy_plateau_stays_quiet(tmp_path):
     report = run_workload(tmp_path, "memory_plateau.py")
     assert not MEMORY_FINDINGS & {f["id"] for f in report["findings"]}
-    assert [f for f in report["findings"] if f["severity"] != "info"] == []
+    # cpu-contention is the machine, not the job: a shared runner earns it (tests/test_sample_workloads.py)
+    assert [f["id"] for f in report["findings"] if f["severity"] != "info" and f["id"] != "cpu-contention"] == []
     trend = next(t for t in report["memory"]["trends"] if t["subject"] == "host_process")
     assert not trend["growing"]
     series = report["memory"]["series"]["process_rss_mb"]
