@@ -19,12 +19,19 @@ import shlex
 # surrogates (os.fsdecode turns each undecodable byte of a file name into one).
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def printable(value: object) -> str:
     """str(value) with every control character escaped: `\\x1b[31m` prints as those 8 characters."""
     text = value if isinstance(value, str) else os.fsdecode(value) if isinstance(value, bytes) else str(value)
     return _UNSAFE.sub(_escape, text)
+
+
+def without_surrogates(text: str) -> str:
+    """text as UTF-8 can store it: each undecodable byte of a file name (a lone surrogate) as
+    the same visible escape `printable` shows, `\\xff`; everything else unchanged."""
+    return _SURROGATE.sub(_escape, text)
 
 
 def shell_quote(path: object) -> str:

@@ -153,6 +153,38 @@ def gpu(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+MEMORY_COLUMNS = (
+    "step", "t_ns", "rss", "children_rss", "children",
+    "cuda_allocated", "cuda_reserved", "cuda_peak_allocated", "cuda_peak_reserved", "cuda_alloc_retries",
+    "cuda_inactive_split",
+)
+
+
+def memory(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The memory collector's samples as columns (None where a value was not read), its meta,
+    the CUDA device it read, and an out-of-memory error if the script raised one."""
+    out: dict[str, Any] = {"meta": {}, "cuda": None, "oom": None, "error": None, "cost": None}
+    columns: dict[str, list[Any]] = {name: [] for name in MEMORY_COLUMNS}
+    for record in records:
+        if "samples" in record:
+            _place(columns, record["samples"], MEMORY_COLUMNS, fill=None)
+        elif "restart" in record:
+            columns = {name: [] for name in MEMORY_COLUMNS}
+        elif "meta" in record:
+            out["meta"].update(record["meta"])
+        elif "cuda" in record:
+            out["cuda"] = record["cuda"]
+        elif "oom" in record:
+            out["oom"] = record["oom"]
+        elif "cost" in record:
+            out["cost"] = record["cost"]
+        elif "error" in record and out["error"] is None:
+            out["error"] = record["error"]
+    count = len(columns["step"])
+    out["samples"] = {name: (values + [None] * (count - len(values)))[:count] for name, values in columns.items()}
+    return out
+
+
 def ddp(records: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"process_group": None, "ddp": [], "data_parallel": []}
     instances: dict[int, dict[str, Any]] = {}
@@ -241,5 +273,5 @@ def run(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 ASSEMBLERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, Any]]] = {
     "steps": steps, "dataloader": dataloader, "host": host, "gpu": gpu, "ddp": ddp,
-    "profiler": profiler, "settings": settings, "run": run,
+    "profiler": profiler, "settings": settings, "run": run, "memory": memory,
 }

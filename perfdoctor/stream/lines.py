@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from ..terminal import without_surrogates
+
 STREAM_SCHEMA = "perfdoctor.stream/1"
 SUFFIX = ".jsonl"
 
@@ -37,8 +39,23 @@ _encoder = msgspec.json.Encoder(enc_hook=_fallback)
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """One record as one line (NaN and infinity are written as null)."""
-    return _encoder.encode(record) + b"\n"
+    """One record as one line (NaN and infinity are written as null). A string that is not
+    Unicode text (a file name's undecodable bytes, kept by Python as lone surrogates) is written
+    with those bytes escaped, `\\xff` as the terminal shows them, rather than losing the record."""
+    try:
+        return _encoder.encode(record) + b"\n"
+    except UnicodeEncodeError:
+        return _encoder.encode(_escape_surrogates(record)) + b"\n"
+
+
+def _escape_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return without_surrogates(value)
+    if isinstance(value, dict):
+        return {_escape_surrogates(key): _escape_surrogates(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape_surrogates(item) for item in value]
+    return value
 
 
 def header(stream: str, **fields: Any) -> dict[str, Any]:
