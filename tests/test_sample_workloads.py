@@ -8,6 +8,7 @@ accept it beside the expected finding (never instead of it). With the load gener
 is reported, and no advice contradicts the planted cause."""
 
 import json
+import re
 
 import pytest
 
@@ -40,8 +41,12 @@ PLANTED = {
     "thread_oversubscription.py": "cpu-thread-oversubscription",
     "loop_preprocessing.py": "main-loop-preprocessing",
     "tiny_ops.py": "host-overhead-bound",
+    "manual_update.py": "main-loop-preprocessing",
+    "lightning_slow_data.py": "dataloader-bottleneck",
 }
-HEALTHY = {"healthy_cnn.py": [], "reference_cnn.py": ["--epochs", "1", "--samples", "2560"]}
+HEALTHY = {
+    "healthy_cnn.py": [], "reference_cnn.py": ["--epochs", "1", "--samples", "2560"], "lbfgs_closure.py": [],
+}
 
 
 def run_workload(tmp_path, script, *args):
@@ -89,6 +94,42 @@ def test_healthy_run_has_nothing_above_info(tmp_path, script, args):
     assert loud == []
     assert report["run"]["status"] == "completed" and report["steps"]["count"] > 10
     assert abs(sum(report["steps"]["breakdown"].values()) - 1) < 1e-3
+
+
+@pytest.mark.slow
+def test_manual_update_counts_one_step_per_backward(tmp_path):
+    report = run_workload(tmp_path, "manual_update.py", "--tokens", "8000", "--encode-ms", "0")
+    batches_per_epoch = len(range(0, (8000 * 9 // 10) // 16 - 1, 10))
+    assert report["steps"]["mode"] == "backward"
+    assert report["steps"]["count"] == 2 * batches_per_epoch  # evaluation passes are no steps
+    assert report["steps"]["breakdown"]["forward"] > 0 and report["steps"]["breakdown"]["backward"] > 0
+
+
+@pytest.mark.slow
+def test_lbfgs_steps_are_optimizer_steps_with_their_forward_and_backward(tmp_path):
+    out = tmp_path / "run"
+    result = run_perfdoctor("run", "-q", "--out", str(out), str(SAMPLE_WORKLOADS / "lbfgs_closure.py"), "--steps", "20")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    breakdown = report["steps"]["breakdown"]
+    assert report["steps"]["mode"] == "optimizer" and report["steps"]["count"] == 20
+    # The script times its closures itself (zero_grad, forward, loss, backward: about half of each
+    # step, LBFGS's own work the rest). Charged to the optimizer, they would leave forward and
+    # backward near 0.
+    closures = float(re.search(r"closures: ([0-9.]+) of the step time", result.stdout).group(1))
+    ours = breakdown["forward"] + breakdown["backward"] + report["steps"]["other_parts"]["loss"]
+    assert abs(ours - closures) < 0.15, (breakdown, closures)
+
+
+@pytest.mark.slow
+def test_hogwild_training_in_child_processes_is_reported_not_the_parents_test_pass(tmp_path):
+    report = run_workload(tmp_path, "hogwild.py", "--samples", "640")
+    findings = {f["id"]: f for f in report["findings"]}
+    assert "training-in-child-processes" in findings, list(findings)
+    evidence = findings["training-in-child-processes"]["evidence"]
+    assert evidence["processes"] == 2 and evidence["steps_per_process"] == [10, 10]
+    assert not any(f.startswith("dataloader") for f in findings)  # the parent's test pass is not training
+    assert report["steps"]["count"] == 0 and "child processes" in report["steps"]["excluded"]
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from .host import summarize_host
 from .memory import memory_section
 from .memory_events import leak_sites
 from .ranks import merge_ranks, rank_summary
+from .processes import add_child_processes
 from .rundata import RunData
 from .steps import WARMUP_STEPS, series_from_raw, step_stats
 
@@ -103,6 +104,7 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | No
     optimizers = typed(list[OptimizerConfig], steps_raw.get("optimizers") or [], where("steps") + " optimizers", notes)
     _add_gpu(data, trace, raw("gpu"), optimizers)
     _add_notes(data, run_raw, profiler)
+    add_child_processes(data, rundir, rank)
     ddp_raw = rundir.read_raw_file("ddp", rank)
     return data, typed(DdpRecord, ddp_raw, where("ddp"), data.notes) if ddp_raw else None
 

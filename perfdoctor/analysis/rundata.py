@@ -41,7 +41,7 @@ class StepSeries:
     other_parts_ms: dict[str, list[float]] = field(default_factory=lambda: {part: [] for part in OTHER_PARTS})
     batches: list[int] = field(default_factory=list)
     profiled: list[bool] = field(default_factory=list)
-    mode: Literal["optimizer", "batch", "trace"] | None = None  # None: no step seen
+    mode: Literal["optimizer", "backward", "batch", "trace"] | None = None  # None: no step seen
 
     def __len__(self) -> int:
         return len(self.duration_ms)
@@ -135,6 +135,25 @@ class TraceSummary:
 
 
 @dataclass
+class ChildProcess:
+    """A process the script started itself (not through torchrun), and what its summary says."""
+
+    pid: int | None
+    target: str
+    start_method: str | None = None
+    exitcode: int | None = None
+    status: str | None = None  # None: it wrote no summary (killed, or never ran its target)
+    mode: str | None = None
+    steps: int = 0
+    median_step_ms: float | None = None
+    total_step_ms: float = 0.0
+    phase_ms: dict[str, float] = field(default_factory=dict)
+    intra_op_threads: int | None = None
+    wall_s: float | None = None
+    cpu_s: float | None = None
+
+
+@dataclass
 class RunData:
     run: RunInfo
     environment: Environment
@@ -147,4 +166,5 @@ class RunData:
     ddp: DdpSection | None = None
     profiler: ProfilerSection | None = None
     notes: list[str] = field(default_factory=list)
+    child_processes: list[ChildProcess] = field(default_factory=list)  # those that trained
     memory: MemorySection | None = None

@@ -74,11 +74,14 @@ def default_collectors(options: RunOptions) -> list[Collector]:
     from .collectors.ddp import DdpCollector
     from .collectors.gpu import NvmlSampler
     from .collectors.host import HostSampler
+    from .collectors.memory import MemoryCollector
+    from .collectors.processes import ChildProcesses
     from .collectors.settings import SettingsSnapshot
 
-    from .collectors.memory import MemoryCollector
-
-    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector(), NvmlSampler(), MemoryCollector()]
+    collectors: list[Collector] = [
+        DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector(), NvmlSampler(), MemoryCollector(),
+        ChildProcesses(),
+    ]
     if options.profile:
         from .collectors.profiler import ProfilerCollector
 

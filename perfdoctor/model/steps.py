@@ -79,7 +79,7 @@ class StepsSection(msgspec.Struct, kw_only=True):
     profiled: int
     measured: int
     excluded: str  # which steps the statistics leave out, and why
-    mode: Literal["optimizer", "batch", "trace"] | None
+    mode: Literal["optimizer", "backward", "batch", "trace"] | None
     source: str  # "step clock" or "trace"
     time_ms: StepTimes | None
     breakdown: PhaseValues | None  # time-weighted fractions of step time, summing to 1

@@ -14,6 +14,7 @@ import weakref
 from array import array
 from typing import Any
 
+from ..invisible import InvisibleHook
 from ..patching import Patches
 from ..writer import fresh_lock_in_forks
 from .base import Collector, CollectorContext
@@ -29,6 +30,18 @@ LOGGED_FIELDS = (
 )
 # Steps after which DDP's log is read again (it is cheap, but not free): later reads win.
 LOG_AT_STEPS = frozenset({5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000})
+
+
+class ForwardCounter(InvisibleHook):
+    """The pre-hook on each DDP instance (invisible to pickling, copies and torch.jit)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: Any) -> None:
+        self.count = count
+
+    def __call__(self, model: Any, args: Any) -> None:
+        self.count(model, args)
 
 
 def process_group_info() -> dict[str, Any] | None:
@@ -110,7 +123,8 @@ class DdpCollector(Collector):
         self._emit({"ddp": {"index": len(self._instances), **instance}})
         self._instances.append(instance)
         self._models.append(weakref.ref(model))
-        model.register_forward_pre_hook(self._on_ddp_forward)
+        assert self._ctx is not None
+        self._ctx.clock.hooks.attach(model, ForwardCounter(self._on_ddp_forward), owner=self.name)
 
     def _on_data_parallel(self, model: Any) -> None:
         self._emit({"data_parallel": {"module": type(model.module).__qualname__, "device_ids": [int(d) for d in (model.device_ids or [])]}})

@@ -1,0 +1,58 @@
+"""Planted problem: dataloader-bottleneck, under PyTorch Lightning. Lightning runs the forward and
+backward inside `optimizer.step(closure)`; perfdoctor still charges them to forward and backward,
+and the slow DataLoader (a sleep in __getitem__, num_workers=0) gives the same finding as in a
+plain loop. Needs `lightning` (pip install lightning)."""
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from reference_cnn import ReferenceCNN
+
+
+class SlowStorageDataset(Dataset):
+    def __init__(self, samples: int, read_ms: float) -> None:
+        self.samples, self.read_s = samples, read_ms / 1000
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __getitem__(self, index: int):
+        time.sleep(self.read_s)
+        generator = torch.Generator().manual_seed(index)
+        return torch.randn(1, 28, 28, generator=generator), index % 10
+
+
+def main() -> None:
+    import lightning as L
+
+    class Classifier(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = ReferenceCNN()
+
+        def training_step(self, batch, batch_idx):
+            images, labels = batch
+            return F.nll_loss(self.model(images), labels)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters())
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=64 * 40)
+    parser.add_argument("--read-ms", type=float, default=0.5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    loader = DataLoader(SlowStorageDataset(args.samples, args.read_ms), batch_size=64, num_workers=0)
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(Classifier(), loader)
+
+
+if __name__ == "__main__":
+    main()
