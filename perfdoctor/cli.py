@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
-from .terminal import printable
+from .terminal import decodable, printable
 
 if TYPE_CHECKING:
     from .config import Config
@@ -97,7 +97,8 @@ class RunCommand(Command):
             profile_steps=steps,
             profile_stack=args.profile_stack,
             host_interval_s=args.host_interval,
-            run_name=args.module or Path(target.display_name).stem or "run",  # where traces and scalars go
+            # Where traces and scalars go: a folder name that is UTF-8 text, as the streams record it.
+            run_name=decodable(args.module or Path(target.display_name).stem or "run"),
         )
         job = JobOptions(out=args.out, options=options, quiet=args.quiet, config=config, inbox=inbox)
         if args.nproc_per_node is not None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from typing import Any
 
 # C0 controls, DEL and C1 controls; bidi marks, embeddings, overrides and isolates; lone
 # surrogates (os.fsdecode turns each undecodable byte of a file name into one).
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -25,6 +27,24 @@ def printable(value: object) -> str:
     """str(value) with every control character escaped: `\\x1b[31m` prints as those 8 characters."""
     text = value if isinstance(value, str) else os.fsdecode(value) if isinstance(value, bytes) else str(value)
     return _UNSAFE.sub(_escape, text)
+
+
+def decodable(text: str) -> str:
+    """`text` with the bytes of a file name that are not UTF-8 (the lone surrogates os.fsdecode
+    keeps them as, which no UTF-8 file can store) as visible `\\xNN` escapes; the rest unchanged.
+    For names recorded in run data, where the report shows them."""
+    return _SURROGATE.sub(_escape, text)
+
+
+def decodable_data(value: Any) -> Any:
+    """`value` (dicts, lists, strings) with `decodable` applied to every string in it, keys too."""
+    if isinstance(value, str):
+        return decodable(value)
+    if isinstance(value, dict):
+        return {decodable_data(key): decodable_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [decodable_data(item) for item in value]
+    return value
 
 
 def shell_quote(path: object) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..redact import redact_argv, redact_text
+from ..terminal import decodable
 from ..stream.rundir import RunDir
 from .collectors.base import Collector, CollectorContext, RunOptions
 from .signals import shutdown_handlers
@@ -54,8 +55,9 @@ def start_record(target: dict[str, Any], options: RunOptions, identity: Distribu
     """The run stream's first record: what runs, how, and where in a job."""
     return {
         "start": {
-            **{key: value for key, value in target.items() if key != "argv"},
-            "argv": redact_argv(list(target.get("argv", []))),
+            # A name that is not UTF-8 is recorded with \xNN escapes: no file can hold its bytes as text.
+            **{key: decodable(value) if isinstance(value, str) else value for key, value in target.items() if key != "argv"},
+            "argv": [decodable(arg) for arg in redact_argv(list(target.get("argv", [])))],
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "started_unix_s": time.time(),
             "max_steps": options.max_steps,
