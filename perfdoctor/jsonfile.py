@@ -1,12 +1,23 @@
 """Reading perfdoctor's own small JSON files (raw files, summaries, report.json) with one error
-type, whatever the parser raises: the standard library's json raises ValueError for bad syntax,
-UnicodeDecodeError for bad bytes and RecursionError for deep nesting."""
+type, whatever is wrong with them: bytes that are not UTF-8, text that is not JSON (`NaN` and
+`Infinity` are not JSON), a number out of a float's range (`1e400`), nesting deeper than the
+parser goes (RecursionError), an integer beyond 64 bits (every integer perfdoctor writes fits in
+one; hundreds of digits would only make arithmetic fail later). Only regular files are read
+(see readfile.py)."""
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 from typing import Any
+
+import msgspec
+
+from .readfile import read_regular
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")  # an integer beyond 64 bits has 19 digits or more
 
 
 class UnreadableJSON(ValueError):
@@ -15,16 +26,56 @@ class UnreadableJSON(ValueError):
 
 def loads(data: bytes | str) -> Any:
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text)
-    except UnicodeDecodeError as error:
-        raise UnreadableJSON(f"invalid UTF-8 at byte {error.start}") from None
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        value = msgspec.json.decode(raw)
+    except UnicodeEncodeError:  # a str holding lone surrogates
+        raise UnreadableJSON("invalid UTF-8 (a lone surrogate)") from None
     except RecursionError:
         raise UnreadableJSON("nested too deeply") from None
-    except ValueError as error:  # json.JSONDecodeError, and int() refusing a huge number
-        raise UnreadableJSON(" ".join(str(error).split())) from None
+    except msgspec.ValidationError as error:  # a number out of range
+        raise UnreadableJSON(" ".join(str(error).split()).split(" - at ")[0]) from None
+    except msgspec.DecodeError as error:
+        message = " ".join(str(error).split())
+        if isinstance(raw, bytes) and not raw.strip():
+            message = "empty" if not raw else "only whitespace"
+        elif message == "Invalid UTF-8 encoded string":
+            message = _utf8_error(raw)
+        raise UnreadableJSON(message) from None
+    place = huge_integer(value) if _LONG_NUMBER.search(raw) else None
+    if place is not None:
+        raise UnreadableJSON(f"an integer beyond 64 bits at {place}")
+    return value
+
+
+def huge_integer(value: Any) -> str | None:
+    """Where (`$.a[3].b`) the first integer beyond 64 bits in a decoded document is; None if
+    there is none. A walk with a stack, not recursion: the document may be deep."""
+    stack: list[tuple[Any, str]] = [(value, "$")]
+    while stack:
+        item, place = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((child, f"{place}.{key}") for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((child, f"{place}[{index}]") for index, child in reversed(list(enumerate(item))))
+        elif isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            return place
+    return None
+
+
+def has_long_number(line: bytes) -> bool:
+    """Whether a line of JSON may hold an integer beyond 64 bits (then huge_integer tells)."""
+    return _LONG_NUMBER.search(line) is not None
 
 
 def load(path: Path) -> Any:
-    """The JSON in a file; OSError when it cannot be read, UnreadableJSON when it is not JSON."""
-    return loads(Path(path).read_bytes())
+    """The JSON in a file; OSError when it cannot be read (or is not a regular file),
+    UnreadableJSON when it is not JSON."""
+    return loads(read_regular(path))
+
+
+def _utf8_error(raw: bytes) -> str:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"invalid UTF-8 at byte {error.start}"
+    return "invalid UTF-8"

@@ -15,6 +15,10 @@ from typing import Any
 
 import msgspec
 
+from ..jsonfile import has_long_number, huge_integer
+from ..readfile import describe_os_error, read_regular
+from ..terminal import decodable_data
+
 STREAM_SCHEMA = "perfdoctor.stream/1"
 SUFFIX = ".jsonl"
 
@@ -37,8 +41,13 @@ _encoder = msgspec.json.Encoder(enc_hook=_fallback)
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """One record as one line (NaN and infinity are written as null)."""
-    return _encoder.encode(record) + b"\n"
+    """One record as one line (NaN and infinity are written as null). A lone surrogate (the
+    undecodable byte of a file name, in a path or an error message) has no UTF-8: it is written as
+    a visible `\\xNN` escape rather than losing the record."""
+    try:
+        return _encoder.encode(record) + b"\n"
+    except UnicodeEncodeError:
+        return _encoder.encode(decodable_data(record)) + b"\n"
 
 
 def header(stream: str, **fields: Any) -> dict[str, Any]:
@@ -52,6 +61,7 @@ class Records:
     header: dict[str, Any] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0  # torn or undecodable lines
+    unreadable: str | None = None  # why the file could not be read at all
 
 
 def decode_lines(data: bytes, into: Records) -> int:
@@ -63,11 +73,11 @@ def decode_lines(data: bytes, into: Records) -> int:
             continue
         try:
             record = msgspec.json.decode(line)
-        except Exception:  # whatever the decoder raises: the line is not a record
+        except Exception:  # whatever the decoder raises (RecursionError too): the line is not a record
             into.skipped += 1
             continue
-        if not isinstance(record, dict):
-            into.skipped += 1
+        if not isinstance(record, dict) or has_long_number(line) and huge_integer(record) is not None:
+            into.skipped += 1  # not a record, or an integer beyond 64 bits: no writer of ours wrote it
         elif into.header is None and record.get("schema") == STREAM_SCHEMA:
             into.header = record
         else:
@@ -75,12 +85,13 @@ def decode_lines(data: bytes, into: Records) -> int:
     return end
 
 
-def read(path: Path) -> Records | None:
-    """Every record of a stream file; None when it cannot be read at all."""
+def read(path: Path) -> Records:
+    """Every record of a stream file; `unreadable` says why when it cannot be read at all (only a
+    regular file is read: a FIFO would wait for a writer)."""
     try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return None
+        data = read_regular(path)
+    except OSError as error:
+        return Records(unreadable=describe_os_error(Path(path), error))
     found = Records()
     consumed = decode_lines(data, found)
     if data[consumed:].strip():
