@@ -2,6 +2,7 @@
 
     perfdoctor run [OPTIONS] SCRIPT [ARGS...]    perfdoctor run [OPTIONS] -m MODULE [ARGS...]
     perfdoctor report PATH... [--out DIR]
+    perfdoctor view PATH [--port N] [--no-browser]
 
 An error in perfdoctor's own input is one line on stderr and exit status 2 (traceback with -v).
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
-from .terminal import decodable, printable
+from .terminal import printable, without_surrogates
 
 if TYPE_CHECKING:
     from .config import Config
@@ -98,7 +99,7 @@ class RunCommand(Command):
             profile_stack=args.profile_stack,
             host_interval_s=args.host_interval,
             # Where traces and scalars go: a folder name that is UTF-8 text, as the streams record it.
-            run_name=decodable(args.module or Path(target.display_name).stem or "run"),
+            run_name=without_surrogates(args.module or Path(target.display_name).stem or "run"),
         )
         job = JobOptions(out=args.out, options=options, quiet=args.quiet, config=config, inbox=inbox)
         if args.nproc_per_node is not None:
@@ -141,6 +142,21 @@ class ReportCommand(Command):
         return 0
 
 
+class ViewCommand(Command):
+    name = "view"
+    help = "serve a run's report and trace view (or every run below a folder) on localhost"
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("path", type=Path, metavar="PATH", help="a run directory, a folder of runs, or a folder of traces")
+        parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+        parser.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from .viewer.server import serve
+
+        return serve(args.path, port=args.port, open_browser=not args.no_browser)
+
+
 def _rank_options(args: argparse.Namespace, out: Path) -> list[str]:
     """The `run` options each rank of a launched job gets: ours, minus the launch itself."""
     options = ["--out", str(out), "-q", "--host-interval", str(args.host_interval)]
@@ -171,7 +187,7 @@ def _gate_commands() -> tuple[Command, ...]:
     return CheckCommand(), DiffCommand()
 
 
-COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand(), *_gate_commands())
+COMMANDS: tuple[Command, ...] = (RunCommand(), ReportCommand(), *_gate_commands(), ViewCommand())
 
 
 def split_run_argv(argv: list[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:

@@ -19,8 +19,8 @@ from typing import Any
 # C0 controls, DEL and C1 controls; bidi marks, embeddings, overrides and isolates; lone
 # surrogates (os.fsdecode turns each undecodable byte of a file name into one).
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def printable(value: object) -> str:
@@ -29,21 +29,21 @@ def printable(value: object) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-def decodable(text: str) -> str:
-    """`text` with the bytes of a file name that are not UTF-8 (the lone surrogates os.fsdecode
-    keeps them as, which no UTF-8 file can store) as visible `\\xNN` escapes; the rest unchanged.
-    For names recorded in run data, where the report shows them."""
+def without_surrogates(text: str) -> str:
+    """text as UTF-8 can store it: each undecodable byte of a file name (a lone surrogate) as
+    the same visible escape `printable` shows, `\\xff`; everything else unchanged."""
     return _SURROGATE.sub(_escape, text)
 
 
-def decodable_data(value: Any) -> Any:
-    """`value` (dicts, lists, strings) with `decodable` applied to every string in it, keys too."""
+def data_without_surrogates(value: Any) -> Any:
+    """`value` (dicts, lists, strings) with `without_surrogates` applied to every string in it,
+    keys too."""
     if isinstance(value, str):
-        return decodable(value)
+        return without_surrogates(value)
     if isinstance(value, dict):
-        return {decodable_data(key): decodable_data(item) for key, item in value.items()}
+        return {data_without_surrogates(key): data_without_surrogates(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [decodable_data(item) for item in value]
+        return [data_without_surrogates(item) for item in value]
     return value
 
 

@@ -448,5 +448,5 @@ def test_a_script_name_that_is_not_utf8_gives_a_whole_report(tmp_path):
     err = result.stderr.decode("utf-8")  # what reached the terminal is UTF-8 ...
     assert "train-\\xff.py completed" in err and not CONTROL.search(err)  # ... and names the script visibly
     assert (out / "report.html").stat().st_size > 1000
-    assert "train-\\xff.py" in (out / "report.html").read_text(encoding="utf-8")  # recorded as UTF-8 text
+    assert "train-\\xff.py" in (out / "report.html").read_text(encoding="utf-8")  # the same escape as the terminal's
     assert json.loads((out / "report.json").read_text())["run"]["status"] == "completed"

@@ -49,6 +49,21 @@ def test_a_foreign_trace_file_reports_beside_it_and_leaves_it_untouched(tmp_path
     assert (tmp_path / "job.pt.trace.json.gz").read_bytes() == before
 
 
+def test_a_traces_own_step_numbers_are_shown(tmp_path):
+    """The V100 ResNet-50 of TensorBoard's profiler plugin: ProfilerStep#5-#10, and a
+    single-process DataLoader taking 40% of each step."""
+    from trace_builders import KINETO_RESNET50_WORKERS_0
+
+    result = report("-q", "--out", str(tmp_path / "out"), str(KINETO_RESNET50_WORKERS_0))
+    assert result.returncode == 0, result.stderr
+    produced = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert produced["steps"]["series"]["step"] == [5, 6, 7, 8, 9, 10]
+    assert produced["findings"][0]["id"] == "dataloader-bottleneck"
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "step 5:" in html and "step 10:" in html and "step 0:" not in html
+    assert "from the trace's _SingleProcessDataLoaderIter ranges: its waits only" in html
+
+
 @pytest.mark.parametrize("folder", ["a100_alexnet_sync", "a100_ddp_nccl_2rank", "cpu_only", "sampled_128rank_job", "v100_training"])
 def test_every_shared_trace_gives_a_report(tmp_path, shared_traces, folder):
     source = shutil.copytree(shared_traces / folder, tmp_path / folder)

@@ -1,11 +1,37 @@
 """Each sample workload, run through `perfdoctor run` as a user would, gives its expected top
-finding; the healthy ones give nothing above info."""
+finding; the healthy ones give nothing above info.
+
+Machines running these tests are shared too (CI runners, the development machine): when other
+processes really took the job's CPUs, perfdoctor says so with `cpu-contention`, and the tests
+accept it beside the expected finding (never instead of it). With the load generator
+(tests/loadgen.py: a spinning process per core) each planted problem is still found, contention
+is reported, and no advice contradicts the planted cause."""
 
 import json
 
 import pytest
 
 from conftest import SAMPLE_WORKLOADS, run_perfdoctor
+from loadgen import busy_cores, others_cores
+
+AMBIENT_MAX_CORES = 0.5  # the under-load tests' premise: only the load generator keeps the cores busy
+
+
+def only_our_load() -> None:
+    """Skip, saying what was measured, when other processes already kept the machine busy before
+    the load generator started (a shared CI runner, a busy workstation): the test's premise is a
+    machine that the generator alone fills, and on top of an unknown load its numbers say nothing."""
+    ambient = others_cores()
+    if ambient > AMBIENT_MAX_CORES:
+        pytest.skip(f"other processes already used {ambient:.1f} cores before the load generator started")
+
+CONTENTION = "cpu-contention"
+# Advice that would be wrong for a planted cause (the opposite fix).
+WRONG = {
+    "slow_storage.py": {"dataloader-cpu-saturated"},
+    "worker_restarts.py": {"dataloader-cpu-saturated"},
+    "cpu_bound_pipeline.py": {"dataloader-bottleneck"},
+}
 
 PLANTED = {
     "slow_storage.py": "dataloader-bottleneck",
@@ -29,19 +55,46 @@ def run_workload(tmp_path, script, *args):
 @pytest.mark.parametrize("script, expected", sorted(PLANTED.items()))
 def test_planted_problem_is_the_top_finding(tmp_path, script, expected):
     report = run_workload(tmp_path, script)
-    findings = report["findings"]
+    findings = [f for f in report["findings"] if f["id"] != CONTENTION]  # a shared machine may add it
     assert findings, f"{script}: no finding; steps {report['steps']}"
     top = findings[0]
-    assert top["id"] == expected, [(f["id"], f["estimated_saving"]) for f in findings]
+    assert top["id"] == expected, [(f["id"], f["estimated_saving"]) for f in report["findings"]]
     assert top["severity"] in ("warning", "critical")
     assert 0 < top["estimated_saving"] <= 1 and top["evidence"] and top["fix"]
+    assert not {f["id"] for f in report["findings"]} & WRONG.get(script, set())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, expected", sorted(PLANTED.items()))
+def test_planted_problem_is_found_while_every_core_is_busy(tmp_path, script, expected):
+    only_our_load()
+    with busy_cores():
+        report = run_workload(tmp_path, script)
+    ids = [f["id"] for f in report["findings"]]
+    assert CONTENTION in ids, [(f["id"], f["estimated_saving"]) for f in report["findings"]]
+    contention = report["host"]["contention"]
+    assert contention["shared"] and contention["others_cpu_cores"] >= 0.5
+    planted = [f for f in report["findings"] if f["id"] != CONTENTION]
+    assert planted and planted[0]["id"] == expected, [(f["id"], f["estimated_saving"], f["confidence"]) for f in report["findings"]]
+    assert not set(ids) & WRONG.get(script, set())
+    if planted[0]["confidence"] != "high":
+        assert planted[0]["confidence_reason"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script, args", sorted(HEALTHY.items()))
 def test_healthy_run_has_nothing_above_info(tmp_path, script, args):
     report = run_workload(tmp_path, script, *args)
-    loud = [(f["id"], f["severity"], f["evidence"]) for f in report["findings"] if f["severity"] != "info"]
+    loud = [(f["id"], f["severity"], f["evidence"]) for f in report["findings"] if f["severity"] != "info" and f["id"] != CONTENTION]
     assert loud == []
     assert report["run"]["status"] == "completed" and report["steps"]["count"] > 10
     assert abs(sum(report["steps"]["breakdown"].values()) - 1) < 1e-3
+
+
+@pytest.mark.slow
+def test_healthy_run_while_every_core_is_busy_has_only_contention_to_say(tmp_path):
+    only_our_load()
+    with busy_cores():
+        report = run_workload(tmp_path, "healthy_cnn.py")
+    loud = [(f["id"], f["severity"]) for f in report["findings"] if f["severity"] != "info"]
+    assert loud and {rule_id for rule_id, _ in loud} == {CONTENTION}, loud

@@ -60,7 +60,7 @@ def test_no_planted_secret_reaches_any_file_of_a_run(tmp_path):
     assert {"report.json", "report.html"} <= {p.name for p in texts}
     assert any(p.name.endswith(".pt.trace.json.gz") for p in texts), sorted(texts)
     assert any("tfevents" in p.name for p in texts), sorted(texts)
-    run_json = texts[out / "raw" / "run.json"].decode()
+    run_json = texts[out / "raw" / "run.jsonl"].decode()  # the run stream: argv and how it ended
     assert "3e-4" in run_json and "postgresql://trainer:***@db.internal" in run_json  # redacted, not dropped
     for secret in (password, key, short, plain, query, sig, hook, cookie, bearer):
         leaks = [str(path.relative_to(out)) for path, data in texts.items() if secret.encode() in data]

@@ -146,6 +146,12 @@ SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 #: A real CPU training trace recorded with torch 2.13 (see tests/data/traces/README.md).
 SEED_TRACE = Path(__file__).resolve().parent / "data" / "traces" / "cpu_training_torch2.13.pt.trace.json.gz"
 
+TEST_TRACES = Path(__file__).resolve().parent / "data" / "traces"
+#: Real traces from other jobs, trimmed; provenance in tests/data/traces/README.md.
+KINETO_RESNET50_WORKERS_0 = TEST_TRACES / "kineto_resnet50_num_workers_0" / "worker0.1623143089861.pt.trace.json.gz"
+KINETO_RESNET50_WORKERS_4 = TEST_TRACES / "kineto_resnet50_num_workers_4" / "worker0.1623212756351.pt.trace.json.gz"
+HTA_MI250 = TEST_TRACES / "hta_mi250_rocm6.2" / "mi250_minitoy_train_ROCm6_2_kineto.json.gz"
+
 
 def shared_trace(relative: str) -> Path:
     """Path of a trace under shared/traces; skips the calling test when shared/ is absent."""

@@ -7,19 +7,33 @@ from typing import Any
 from ..model.numbers import percentile
 from .rundata import EpochStats, LoaderSummary
 
-MIN_TICKS = 20  # fewer clock ticks (1/100 s each, all cores) than this say nothing about busy cores
-# The waits count as "cores saturated" when all cores were at least this busy while the long
-# waits ran: more workers would only compete for the same cores. The one threshold for it.
+MIN_WAIT_WALL_NS = 50_000_000  # less measured waiting than this says nothing about the cores
+# The waits count as "cores saturated" when the job's own producing threads (the thread waiting
+# in next() and the workers) asked for at least this share of the usable cores while the long
+# waits ran: running, or runnable and waiting for a CPU. More workers would only compete for the
+# same cores. Other processes' CPU does not count: a busy machine is not a CPU-bound pipeline.
+# The one threshold for it.
 SATURATED_CORES_SHARE = 0.90
 
 
 def cores_saturated(cores_busy_in_waits: float | None) -> bool:
-    """Whether every core was busy while the step waited on a loader (the data-loading rules'
-    shared fact: more workers help only when it is false)."""
+    """Whether the job's own threads filled the cores while the step waited on a loader (the
+    data-loading rules' shared fact: more workers help only when it is false)."""
     return cores_busy_in_waits is not None and cores_busy_in_waits >= SATURATED_CORES_SHARE
 
 
-def summarize_loaders(raw: dict[str, Any]) -> list[LoaderSummary]:
+def job_cores_in_waits(measured: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(cores the job's producing threads asked for, share of that spent waiting for a CPU)
+    while the long waits ran; (None, None) when unmeasured (a stream from before this was
+    measured holds the machine's busy ticks instead, which cannot tell the job from others)."""
+    wall = measured.get("wall_ns") or 0
+    if wall < MIN_WAIT_WALL_NS:
+        return None, None
+    run, wait = measured.get("job_run_ns") or 0, measured.get("job_wait_ns") or 0
+    return (run + wait) / wall, (wait / (run + wait) if run + wait else 0.0)
+
+
+def summarize_loaders(raw: dict[str, Any], usable_cores: int | None = None) -> list[LoaderSummary]:
     loaders: list[LoaderSummary] = []
     for entry in raw.get("loaders") or []:
         in_order = [int(ns) / 1e6 for ns in entry.get("batch_wait_ns") or []]
@@ -39,9 +53,8 @@ def summarize_loaders(raw: dict[str, Any]) -> list[LoaderSummary]:
             if epoch.batches and index < len(in_order):
                 first_batches += in_order[index]
             index += epoch.batches
-        ticks = entry.get("cpu_in_long_waits") or {}
-        total_ticks = ticks.get("total_ticks") or 0
-        busy = (ticks.get("busy_ticks") or 0) / total_ticks if total_ticks >= MIN_TICKS else None
+        demand, waiting = job_cores_in_waits(entry.get("cpu_in_long_waits") or {})
+        busy = demand / max(1, usable_cores or 1) if demand is not None else None
         loaders.append(
             LoaderSummary(
                 loader_id=int(entry.get("id", len(loaders))),
@@ -56,6 +69,8 @@ def summarize_loaders(raw: dict[str, Any]) -> list[LoaderSummary]:
                 ready_wait_ms=(entry.get("ready_wait_ns") or 0) / 1e6,
                 cores_busy_in_waits=busy,
                 cores_saturated=cores_saturated(busy),
+                job_cores_in_waits=demand,
+                job_cpu_wait_share_in_waits=waiting,
             )
         )
     return loaders

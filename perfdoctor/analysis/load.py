@@ -112,7 +112,7 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | No
         environment=environment,
         steps=step_stats(series),
         series=series,
-        dataloaders=summarize_loaders(raw("dataloader")),
+        dataloaders=summarize_loaders(raw("dataloader"), environment.usable_cores()),
         host=summarize_host(raw("host"), environment.cpu.affinity if environment.cpu else None, WARMUP_STEPS),
         profiler=profiler,
         notes=notes,

@@ -63,6 +63,7 @@ def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, nod
     unsynced = ddp_raw.unsynced_forwards if ddp_raw else []
     steady_synced = [synced[i] for i in chosen if i < len(synced)]
     steps = data.steps
+    contention = data.host.contention if data.host else None
     return RankSummary(
         rank=rank,
         node=node,
@@ -87,18 +88,20 @@ def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, nod
         comm_ms=comm_ms,
         exposed_comm_ms=exposed_ms,
         trace_comm=data.trace.comm if data.trace is not None else None,
+        cpu_wait_ms_per_step=contention.main_wait_any_ms_per_step if contention else None,
+        machine_shared=contention.shared if contention else None,
+        slowest_step=data.trace.places.slowest_step if data.trace is not None else None,
     )
 
 
-def slowest_step_share(summaries: list[RankSummary], rank: int | None) -> float | None:
-    """In what share of steps (after the first) `rank` had the longest local time: a real
-    straggler is slowest nearly every step, a rank that merely drew the noise is not."""
+def slowest_step_share(summaries: list[RankSummary], index: int) -> float | None:
+    """In what share of steps (after the first) the rank at `index` had the longest local time:
+    a real straggler is slowest nearly every step, a rank that merely drew the noise is not."""
     series = [s.local_ms for s in summaries]
     strides = {s.series_stride for s in summaries}
     length = min((len(values) for values in series), default=0)
     if len(strides) != 1 or length < 3:
         return None
-    index = [s.rank for s in summaries].index(rank)
     wins = sum(1 for i in range(1, length) if max(range(len(series)), key=lambda r: series[r][i]) == index)
     return wins / (length - 1)
 
@@ -113,7 +116,8 @@ def _comm_of(summary: RankSummary) -> tuple[float | None, float | None]:
 
 def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> DdpSection:
     """The job's view from every rank's summary: per-rank table, the straggler, communication."""
-    ranks = sorted(summaries, key=lambda s: (s.rank is None, s.rank or 0))
+    # Rows by rank; traces whose rank is unknown last, by file (never numbered by position).
+    ranks = sorted(summaries, key=lambda s: (s.rank is None, s.rank or 0, s.trace_file or ""))
     first = ranks[0] if ranks else None
     table = []
     for summary in ranks:
@@ -130,21 +134,34 @@ def merge_ranks(summaries: list[RankSummary], world_size: int | None = None) -> 
                 **{f"{phase}_ms": breakdown.get(phase) if breakdown else None for phase in PHASES},
                 comm_ms=comm_ms,
                 exposed_comm_ms=exposed_ms,
+                cpu_wait_ms_per_step=summary.cpu_wait_ms_per_step,
+                machine_shared=summary.machine_shared,
+                trace_file=summary.trace_file,
+                rank_from=summary.rank_from,
+                partial=summary.partial,
             )
         )
-    locals_ = [(row.local_p50_ms, row.rank) for row in table if row.local_p50_ms is not None]
+    # (local ms, row index): rows are told apart by position, as several may have an unknown rank.
+    locals_ = [(row.local_p50_ms, k) for k, row in enumerate(table) if row.local_p50_ms is not None]
     straggler = None
     if len(locals_) >= 2:
-        slowest_ms, slowest_rank = max(locals_, key=lambda item: (item[0], item[1] if item[1] is not None else -1))
-        others = [ms for ms, rank in locals_ if rank != slowest_rank]
+        slowest_ms, slowest = max(locals_, key=lambda item: (item[0], item[1]))
+        others = [ms for ms, k in locals_ if k != slowest]
         typical = statistics.median(others)
+        row = table[slowest]
+        other_waits = [r.cpu_wait_ms_per_step for k, r in enumerate(table) if k != slowest and r.cpu_wait_ms_per_step is not None]
+        own_wait = row.cpu_wait_ms_per_step
         straggler = Straggler(
-            rank=slowest_rank,
+            rank=row.rank,
             local_p50_ms=slowest_ms,
             others_local_p50_ms=typical,
             others_wait_ms_per_step=max(0.0, slowest_ms - typical),
-            step_p50_ms=next(row.step_p50_ms for row in table if row.rank == slowest_rank),
-            slowest_step_share=slowest_step_share(ranks, slowest_rank),
+            step_p50_ms=row.step_p50_ms,
+            slowest_step_share=slowest_step_share(ranks, slowest),
+            extra_cpu_wait_ms=max(0.0, own_wait - statistics.median(other_waits)) if own_wait is not None and other_waits else None,
+            trace_step=ranks[slowest].slowest_step,
+            trace_file=row.trace_file,
+            partial=row.partial,
         )
     logged = first.logged if first else {}
     # A rank's communication time includes waiting for slower ranks: the rank that waits least

@@ -21,6 +21,7 @@ from ..model.operators import OperatorRow
 from ..model.profiler import ProfilerSection
 from ..model.run import RunInfo
 from ..model.steps import OTHER_PARTS, PHASES, OtherParts, PhaseValues
+from .places import TracePlaces
 
 __all__ = [
     "EpochStats", "HostSummary", "LoaderSummary", "OperatorRow", "RunData", "RunInfo", "StepSeries", "StepStats",
@@ -33,6 +34,8 @@ class StepSeries:
     """One entry per step, in step order (durations exclude perfdoctor's own overhead)."""
 
     duration_ms: list[float] = field(default_factory=list)
+    # The steps' own numbers where they have them (a trace's ProfilerStep#N); empty: 0, 1, 2...
+    numbers: list[int] = field(default_factory=list)
     phases_ms: dict[str, list[float]] = field(default_factory=lambda: {phase: [] for phase in PHASES})
     other_parts_ms: dict[str, list[float]] = field(default_factory=lambda: {part: [] for part in OTHER_PARTS})
     batches: list[int] = field(default_factory=list)
@@ -41,6 +44,10 @@ class StepSeries:
 
     def __len__(self) -> int:
         return len(self.duration_ms)
+
+    def number(self, index: int) -> int:
+        """The step's own number (its index when the series has none)."""
+        return self.numbers[index] if len(self.numbers) == len(self.duration_ms) else index
 
 
 @dataclass
@@ -71,15 +78,29 @@ class LoaderSummary:
     wait_p50_ms: float | None
     wait_p95_ms: float | None
     epochs: list[EpochStats]
-    cores_busy_in_waits: float | None = None  # all cores' busy share while long waits ran
-    # Every core was busy while the step waited on this loader, so more workers cannot help:
+    # The job's producing threads (the thread in next(), the workers) asked for this share of the
+    # usable cores while long waits ran: running, or runnable and waiting for a CPU.
+    cores_busy_in_waits: float | None = None
+    # They filled the cores while the step waited on this loader, so more workers cannot help:
     # one fact, decided once in analysis/dataloader.py (`cores_saturated`), read by every rule.
     cores_saturated: bool = False
+    job_cores_in_waits: float | None = None  # the same in cores
+    job_cpu_wait_share_in_waits: float | None = None  # of that, the share spent waiting for a CPU
     ready_wait_ms: float = 0.0  # waits for batches already delivered by workers: receiving cost
+    # "probe": perfdoctor's DataLoader probe measured it (arguments, epochs, busy cores); "trace":
+    # read from a foreign trace's DataLoader ranges, which show the waits and the iterator class
+    # only: no arguments but what the class implies, no epochs, no busy-core evidence.
+    source: str = "probe"
+    iterator: str | None = None  # the iterator class a trace names (_SingleProcessDataLoaderIter...)
 
     @property
     def num_workers(self) -> int:
         return int(self.args.get("num_workers") or 0)
+
+    @property
+    def num_workers_known(self) -> bool:
+        """False for a trace's multi-process (or unknown) iterator: it has workers, how many is unknown."""
+        return self.source != "trace" or "num_workers" in self.args
 
     @property
     def batch_size(self) -> int | None:
@@ -109,6 +130,7 @@ class TraceSummary:
     comm: TraceComm | None = None  # collectives per step
     named_op_ms: dict[str, float] = field(default_factory=dict)  # ms per step in ops some rules ask about
     skipped: list[str] = field(default_factory=list)
+    places: TracePlaces = field(default_factory=TracePlaces)  # where in the trace findings can point
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """What the report needs from one rank's trace(s): top operators, host-overhead evidence, the
 trace-measured step breakdown, collectives per step, and the time in a few named ops that rules
-ask about. Totals are over the profiled steps; `*_per_step` and shares are means over them.
+ask about. Totals are over the measured steps (the profiled steps, less a foreign trace's
+warm-up step); `*_per_step` and shares are means over them.
 """
 
 from __future__ import annotations
@@ -47,14 +48,18 @@ def summarize_traces(paths: list[Path], relative_to: Path | None = None) -> tupl
     return summary, None
 
 
-def summarize_trace(trace: Trace, summary: TraceSummary) -> TraceSummary:
+def summarize_trace(trace: Trace, summary: TraceSummary, measured: list[StepWindow] | None = None) -> TraceSummary:
+    """`measured`: the step windows to summarise (default: every one); a foreign trace's first,
+    warm-up step is left out here as the step statistics leave it out (analysis/foreign.py)."""
     from ..trace.comm import comm_steps
     from ..trace.cpu import host_op_stats, top_operators
     from ..trace.steps import step_windows
 
     if trace.skipped:
         summary.skipped.append(trace.skipped.summary())
-    windows = step_windows(trace)
+    every = step_windows(trace)
+    windows = [w for w in measured if w in every] if measured is not None else every
+    windows = windows or every
     summary.windows = len(windows)
     if not windows:
         return summary
@@ -76,13 +81,17 @@ def summarize_trace(trace: Trace, summary: TraceSummary) -> TraceSummary:
         summary.median_op_us = statistics.median(step.median_op_ns for step in host) / 1e3
         summary.small_op_share = sum(step.short_op_ns for step in host) / max(total_ns, 1)
         summary.gap_share = sum(step.gap_ns for step in host) / max(total_ns, 1)
-    breakdown = step_breakdowns(trace)
+    breakdown = [step for step in step_breakdowns(trace) if step.step in windows]
     if breakdown:
         summary.breakdown = PhaseValues.from_dict(
             {phase: round(sum(getattr(step, f"{phase}_ns") for step in breakdown) / max(total_ns, 1), 4) for phase in PHASES}
         )
     summary.comm = _comm(comm_steps(trace, windows), len(windows))
     summary.named_op_ms = _named_ops(trace, windows)
+    from .places import trace_places
+
+    file = next((name for name in summary.files if Path(name).name == trace.path.name), str(trace.path))
+    summary.places = trace_places(trace, file, trace.metadata.rank)
     return summary
 
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..redact import redact_argv, redact_text
-from ..terminal import decodable
 from ..stream.rundir import RunDir
 from .collectors.base import Collector, CollectorContext, RunOptions
 from .signals import shutdown_handlers
@@ -55,9 +54,8 @@ def start_record(target: dict[str, Any], options: RunOptions, identity: Distribu
     """The run stream's first record: what runs, how, and where in a job."""
     return {
         "start": {
-            # A name that is not UTF-8 is recorded with \xNN escapes: no file can hold its bytes as text.
-            **{key: decodable(value) if isinstance(value, str) else value for key, value in target.items() if key != "argv"},
-            "argv": [decodable(arg) for arg in redact_argv(list(target.get("argv", [])))],
+            **{key: value for key, value in target.items() if key != "argv"},
+            "argv": redact_argv(list(target.get("argv", []))),
             "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "started_unix_s": time.time(),
             "max_steps": options.max_steps,
@@ -100,7 +98,10 @@ class Session:
         self.started_perf = time.perf_counter()
         self.errors: dict[str, str] = {}
         self.writer = StreamWriter(self.rundir, self.rank)
-        self.context = CollectorContext(rundir=self.rundir, rank=self.rank, clock=self.clock, options=self.options, writer=self.writer)
+        self.context = CollectorContext(
+            rundir=self.rundir, rank=self.rank, clock=self.clock, options=self.options, writer=self.writer,
+            supervised=self.supervised, local_world_size=self.identity.local_world_size,
+        )
         self._active: list[Collector] = []
         self._owner = os.getpid()
         self._stopped = False

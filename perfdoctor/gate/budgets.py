@@ -19,12 +19,14 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import PerfdoctorError
 from ..model.dataloader import LoaderEntry
 from ..model.finding import SEVERITIES
-from .reportfile import LoadedReport
+from ..model.report import Report
+from .reportfile import REPORT_NAME, LoadedReport
 
 MIB = 2**20
 
@@ -113,6 +115,15 @@ def _samples_per_second(loaded: LoadedReport) -> Measurement:
         raise Unmeasured(f"{loaded.path}: the median step time is 0: samples per second is undefined")
     detail = f"{batch_size:g} samples/batch x {per_step} batch{'es' if per_step > 1 else ''}/step / median step {median:g} ms"
     return Measurement(batch_size * per_step * 1000 / median, detail)
+
+
+def samples_per_second(report: Report) -> Measurement | None:
+    """Throughput as `min_samples_per_second` measures it (for the report's header); None where
+    this report cannot tell it (no DataLoader, an unknown batch size, no step time)."""
+    try:
+        return _samples_per_second(LoadedReport(path=Path(REPORT_NAME), report=report))
+    except Unmeasured:
+        return None
 
 
 def _peak_memory(loaded: LoadedReport) -> Measurement:

@@ -72,6 +72,7 @@ class RunSide:
     steps: int | None
     measured: int | None
     profiled: int | None
+    findings: int = 0  # how many findings the run's report has
 
 
 @dataclass
@@ -119,6 +120,7 @@ def _side(loaded: LoadedReport) -> RunSide:
         steps=steps.count,
         measured=steps.measured,
         profiled=steps.profiled,
+        findings=len(loaded.report.findings),
     )
 
 

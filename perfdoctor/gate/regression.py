@@ -19,15 +19,30 @@ Why these choices:
   long blocks and, honestly, a wide interval.
 - Percentile intervals of the ratio, each side resampled on its own, with a fixed seed: the
   same two reports always give the same verdict.
-What no comparison of two single runs can do: tell a code change from a machine that was
+What no comparison of step times alone can do: tell a code change from a machine that was
 uniformly faster or slower for one whole run, with steady steps throughout (another tenant on the
-host, a different CPU). Such a run looks exactly like a regression; a second candidate run
-settles it.
+host, a different CPU). So each run's contention is read from its report (`host.contention`: the
+share of the job's runnable time its threads spent waiting for CPUs that other processes, or a
+cgroup quota, held) and recorded with the verdict. Contention alone would make the candidate
+`explained = (1 - lost_baseline) / (1 - lost_candidate)` times slower (`lost`: the larger of the
+training thread's and the whole tree's lost share). When that could account for the verdict it
+is `inconclusive`, saying why:
+- a `regression` while `explained` is at least halfway to the limit (`1 + max_regression / 2`):
+  the candidate waited for CPUs enough to be that much slower with the same code;
+- an `ok` while `explained` is at most `1 / (1 + max_regression / 2)`: the baseline was slowed by
+  contention enough to hide a regression.
+Two runs equally contended (a runner that is always busy) keep the step-time verdict: a real
+slowdown on either kind of machine stays a regression. Why not divide the step times by the
+measured contention instead: waiting for a CPU does not slow a step in proportion (with several
+intra-op threads a parallel region waits for its slowest thread, so a busy machine can slow a
+step several times more than its threads' own waiting says), and a corrected ratio would then
+call a busy run of unchanged code a regression.
 Only the standard library: this runs in `perfdoctor check`, which must start fast.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -72,6 +87,40 @@ def step_sample(report: LoadedReport) -> StepSample:
 
 
 @dataclass(frozen=True)
+class RunContention:
+    """What a report measured about other processes taking its CPUs (None: not measured)."""
+
+    shared: bool
+    lost: float  # share of the job's runnable time spent waiting for CPUs others held
+    others_cpu_cores: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shared": self.shared, "lost_share": rounded(self.lost, 4), "others_cpu_cores": rounded(self.others_cpu_cores, 3)}
+
+    def words(self) -> str:
+        if not self.shared:
+            return "quiet"
+        return f"shared: {self.lost:.0%} of its CPU time lost waiting" + (
+            f", others used {self.others_cpu_cores:.1f} cores" if self.others_cpu_cores is not None else ""
+        )
+
+
+def run_contention(report: LoadedReport) -> RunContention | None:
+    host = report.report.host
+    contention = host.contention if host else None
+    if contention is None:
+        return None
+    lost = max(contention.others_wait_share or 0.0, _main_lost(contention.main_wait_share, contention.main_cpu_share), contention.throttled_share or 0.0)
+    return RunContention(shared=contention.shared, lost=min(lost, 0.95) if contention.shared else 0.0, others_cpu_cores=contention.others_cpu_cores)
+
+
+def _main_lost(wait: float | None, cpu: float | None) -> float:
+    if not wait:
+        return 0.0
+    return wait / (wait + (cpu or 0.0))
+
+
+@dataclass(frozen=True)
 class RegressionResult:
     verdict: str
     max_regression: float
@@ -86,6 +135,9 @@ class RegressionResult:
     block_lengths: tuple[int, int]  # baseline, candidate
     resamples: int
     reason: str
+    baseline_contention: RunContention | None = None
+    candidate_contention: RunContention | None = None
+    step_time_verdict: str | None = None  # the verdict of the step times alone, when contention changed it
 
     @property
     def limit(self) -> float:
@@ -100,7 +152,14 @@ class RegressionResult:
             f"{self.baseline_median_ms:.2f} ms, ratio {self.ratio:.3f} ({self.confidence:.0%} CI "
             f"{self.low:.3f}-{self.high:.3f}, limit {self.limit:.3f}): {self.reason} ({counts}; "
             f"block bootstrap, blocks of {self.block_lengths[0]}/{self.block_lengths[1]} steps, {self.resamples} resamples)"
+            + self._contention_words()
         )
+
+    def _contention_words(self) -> str:
+        base, cand = self.baseline_contention, self.candidate_contention
+        if base is None and cand is None:
+            return ""
+        return f" [contention: baseline {base.words() if base else 'not measured'}; candidate {cand.words() if cand else 'not measured'}]"
 
     def to_json(self) -> dict[str, Any]:
         def r(value: float | None) -> float | None:
@@ -115,9 +174,14 @@ class RegressionResult:
             "max_regression": self.max_regression,
             "baseline": {"steps": self.baseline_steps, "median_ms": r(self.baseline_median_ms), "block_length": self.block_lengths[0]},
             "candidate": {"steps": self.candidate_steps, "median_ms": r(self.candidate_median_ms), "block_length": self.block_lengths[1]},
-            "method": "circular block bootstrap of the ratio of medians, percentile interval",
+            "method": "circular block bootstrap of the ratio of medians, percentile interval; inconclusive where the runs' CPU contention explains the verdict",
             "resamples": self.resamples,
             "reason": self.reason,
+            "contention": {
+                "baseline": self.baseline_contention.to_json() if self.baseline_contention else None,
+                "candidate": self.candidate_contention.to_json() if self.candidate_contention else None,
+                "step_time_verdict": self.step_time_verdict,
+            },
         }
 
 
@@ -169,7 +233,36 @@ def compare_step_times(
 
 
 def compare_reports(baseline: LoadedReport, candidate: LoadedReport, max_regression: float, **options: Any) -> RegressionResult:
-    return compare_step_times(step_sample(baseline).durations_ms, step_sample(candidate).durations_ms, max_regression, **options)
+    result = compare_step_times(step_sample(baseline).durations_ms, step_sample(candidate).durations_ms, max_regression, **options)
+    return with_contention(result, run_contention(baseline), run_contention(candidate))
+
+
+def with_contention(result: RegressionResult, baseline: RunContention | None, candidate: RunContention | None) -> RegressionResult:
+    """The verdict, recorded with each run's contention, and `inconclusive` where the contention
+    could account for it (module docstring)."""
+    lost_base = baseline.lost if baseline else 0.0
+    lost_cand = candidate.lost if candidate else 0.0
+    explained = (1 - lost_base) / (1 - lost_cand)
+    half_limit = 1 + result.max_regression / 2
+    verdict, reason = result.verdict, result.reason
+    if verdict == VERDICT_REGRESSION and explained >= half_limit:
+        verdict = VERDICT_INCONCLUSIVE
+        reason = (
+            f"the candidate is slower, but its threads waited for CPUs that other processes held {lost_cand:.0%} of their "
+            f"runnable time against {lost_base:.0%} in the baseline: contention alone would make it {explained:.2f}x as slow "
+            "(compare runs on a quiet machine, or both on the same busy one)"
+        )
+    elif verdict == VERDICT_OK and explained <= 1 / half_limit:
+        verdict = VERDICT_INCONCLUSIVE
+        reason = (
+            f"no regression is seen, but the baseline's threads waited for CPUs that other processes held {lost_base:.0%} of "
+            f"their runnable time against {lost_cand:.0%} in the candidate: that could hide a slowdown up to "
+            f"{1 / explained:.2f}x (compare runs on a quiet machine)"
+        )
+    return dataclasses.replace(
+        result, verdict=verdict, reason=reason, baseline_contention=baseline, candidate_contention=candidate,
+        step_time_verdict=result.verdict if verdict != result.verdict else None,
+    )
 
 
 # --- the bootstrap --------------------------------------------------------------------------------

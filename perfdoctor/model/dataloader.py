@@ -26,6 +26,10 @@ class LoaderEntry(msgspec.Struct, kw_only=True):
     wait_p50_ms: NonNegative | None
     wait_p95_ms: NonNegative | None
     epochs: list[EpochStats]
+    # "trace": read from a foreign trace's DataLoader ranges (args hold only what the iterator
+    # class implies: num_workers 0 for the single-process one; no epochs); None: the probe.
+    source: str | None = None
+    iterator: str | None = None  # the iterator class the trace names
 
 
 class DataLoaderSection(msgspec.Struct, kw_only=True):

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from .finding import TraceLocation
 from .run import Status
 from .steps import PhaseValues
 
@@ -89,9 +90,21 @@ class RankSummary(msgspec.Struct, kw_only=True):
     comm_ms: float | None
     exposed_comm_ms: float | None
     trace_comm: TraceComm | None
+    # The rank's training thread waiting for a CPU per step (whatever held it: other processes,
+    # other ranks), and whether other processes took the machine's CPUs (host.contention).
+    cpu_wait_ms_per_step: float | None = None
+    machine_shared: bool | None = None
+    slowest_step: TraceLocation | None = None  # this rank's slowest profiled step, in its own trace
+    # Foreign traces: the rank's file, how its rank is known ("distributedInfo", "file name",
+    # "folder name"; None with rank None: unknown), and what of it could not be read.
+    trace_file: str | None = None
+    rank_from: str | None = None
+    partial: str | None = None
 
 
-class RankRow(msgspec.Struct, kw_only=True):
+class RankRow(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One rank's row; the foreign-trace fields (which have defaults) are left out when unset."""
+
     rank: int | None
     node: str | None
     status: Status | None
@@ -105,10 +118,25 @@ class RankRow(msgspec.Struct, kw_only=True):
     other_ms: float | None
     comm_ms: float | None
     exposed_comm_ms: float | None
+    cpu_wait_ms_per_step: float | None = None  # its training thread waiting for a CPU, per step
+    machine_shared: bool | None = None
+    trace_file: str | None = None  # a foreign trace's file (its rank may be unknown: rank None)
+    rank_from: str | None = None  # "distributedInfo", "file name", "folder name"; None: unknown
+    partial: str | None = None  # the trace was read only in part: what was skipped
 
     def phase_ms(self, phase: str) -> float | None:
         value: float | None = getattr(self, f"{phase}_ms")
         return value
+
+    def label(self) -> str:
+        return rank_label(self.rank, self.trace_file)
+
+
+def rank_label(rank: int | None, trace_file: str | None) -> str:
+    """"rank 3", or for a trace whose rank is unknown, its file."""
+    if rank is not None or not trace_file:
+        return f"rank {rank}"
+    return f"the rank of {trace_file} (rank unknown)"
 
 
 class Straggler(msgspec.Struct, kw_only=True):
@@ -118,6 +146,15 @@ class Straggler(msgspec.Struct, kw_only=True):
     others_wait_ms_per_step: float
     step_p50_ms: float | None
     slowest_step_share: float | None = None  # in what share of steps it was the slowest
+    # The straggler's training thread waited this much longer for a CPU per step than the
+    # others' (median): the part of its lag that is waiting for a CPU, not more work.
+    extra_cpu_wait_ms: float | None = None
+    trace_step: TraceLocation | None = None  # its slowest profiled step, in its own trace
+    trace_file: str | None = None  # a foreign trace's file: names the rank when its number is unknown
+    partial: str | None = None  # its trace was read only in part: what was skipped
+
+    def label(self) -> str:
+        return rank_label(self.rank, self.trace_file)
 
 
 class DdpSection(msgspec.Struct, kw_only=True):

@@ -93,12 +93,17 @@ class Cuda(msgspec.Struct, kw_only=True):
 
 
 class ThreadProbe(msgspec.Struct, kw_only=True):
-    """The same conv and matmul work timed at the script's thread count and at the core count."""
+    """The same conv and matmul work timed at the script's thread count and at the core count,
+    the pool warmed at both, timings interleaved and repeated until they agree (or given up)."""
 
     threads: int
     cores: int
-    ms_at_threads: float
+    ms_at_threads: float  # the fastest wall time at each size
     ms_at_cores: float
+    cpu_ms_at_threads: float | None = None  # the process's CPU time, fastest, at each size
+    cpu_ms_at_cores: float | None = None
+    rounds: int | None = None  # timings at each size (interleaved)
+    stable: bool | None = None  # the two fastest timings at each size agreed (within 25%)
 
 
 class DistributedInfo(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -25,12 +25,15 @@ class GpuDevice(msgspec.Struct, kw_only=True):
     total_memory_bytes: int | None = None
     sms: int | None | UnsetType = UNSET  # from the trace's deviceProperties only
     tensor_cores: bool | None = None  # compute capability 7.0 or newer
+    vendor: Literal["nvidia", "amd"] | None = None  # from a trace's runtime calls or device names
 
 
 class GpuSteps(msgspec.Struct, kw_only=True):
-    """Means per profiled step, from the trace."""
+    """Means per measured step, from the trace: the profiled steps the report's step statistics
+    use (a foreign trace's first, warm-up step left out), so that `step_ms` is the report's one
+    step time for shares (docs/contracts.md)."""
 
-    profiled: int
+    profiled: int  # profiled steps (rows of `per_step`)
     synthetic: bool  # no ProfilerStep ranges: the whole trace is one step
     step_ms: float
     device_lag_ms: float  # how long the last step's device work ran past its window
@@ -59,6 +62,7 @@ class GpuSteps(msgspec.Struct, kw_only=True):
     pageable_htod_copies: float
     pageable_htod_ms: float
     pageable_bytes: int
+    measured: int | None = None  # the steps these means are over (None: a report from before it was said)
 
 
 class GpuStepRow(msgspec.Struct, kw_only=True):

@@ -347,7 +347,7 @@ def line_chart(
 def host_charts(host: HostSummary | None) -> dict[str, Any]:
     """CPU in cores busy (system, this process, its workers) and resident memory, over time."""
     if host is None:
-        return {"cpu": None, "rss": None}
+        return {"cpu": None, "rss": None, "contention": None}
     timeline = host.timeline
     cores = host.logical_cores
     usable = host.usable_cores or cores
@@ -362,6 +362,9 @@ def host_charts(host: HostSummary | None) -> dict[str, Any]:
         lines.append({"label": "whole machine", "color": "#9c9c9c", "values": scaled("system_cpu", cores / 100)})
     lines.append({"label": "this process", "color": "#4c78a8", "values": scaled("process_cpu", 0.01)})
     lines.append({"label": "DataLoader workers & children", "color": "#e8833a", "values": scaled("children_cpu", 0.01)})
+    if timeline.others_cpu:
+        lines.append({"label": "the job (its whole process tree)", "color": "#2f4b7c", "values": scaled("job_cpu", 0.01), "dash": "4 2"})
+        lines.append({"label": "other processes", "color": "#d62728", "values": scaled("others_cpu", 0.01)})
     guides = [{"value": usable, "label": f"{usable:g} usable cores"}] if usable else []
     cpu = line_chart(timeline.t_s, lines, floor_top=float(usable or 1), guides=guides)
     rss = line_chart(
@@ -369,7 +372,18 @@ def host_charts(host: HostSummary | None) -> dict[str, Any]:
         [{"label": "resident memory (MiB)", "color": "#54a24b", "values": scaled("rss_mb", 1.0)}],
         size=(960, 160),
     )
-    return {"cpu": cpu, "rss": rss}
+    contention = None
+    if timeline.others_cpu:
+        contention_lines = [
+            {"label": "the job's CPU", "color": "#2f4b7c", "values": scaled("job_cpu", 0.01)},
+            {"label": "other processes' CPU", "color": "#d62728", "values": scaled("others_cpu", 0.01)},
+        ]
+        if timeline.job_wait:
+            contention_lines.append(
+                {"label": "the job's threads waiting for a CPU", "color": "#ff9da7", "values": scaled("job_wait", 0.01), "dash": "4 2"}
+            )
+        contention = line_chart(timeline.t_s, contention_lines, floor_top=float(usable or 1), guides=guides)
+    return {"cpu": cpu, "rss": rss, "contention": contention}
 
 
 def sparkline(values: Any, width: int = 160, height: int = 28) -> dict[str, Any] | None:

@@ -32,6 +32,9 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
     elif steps.count == 0:
         head += "; no training step seen"
     lines.append(head)
+    shared = machine_line(report)
+    if shared:
+        lines.append(shared)
     if steps.breakdown:
         lines.append("  where a step goes: " + " · ".join(f"{printable(phase)} {_pct(share)}" for phase, share in steps.breakdown.items()))
     findings = report.findings
@@ -48,10 +51,34 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
         lines.append("  findings: none; nothing measured here calls for a change")
     for note in report.notes:
         lines.append(f"  note: {printable(note)}")
-    lines.append(f"  report: {printable(out_dir / 'report.html')}  (data: {printable(out_dir / 'report.json')})")
+    traced = bool(report.profiler and report.profiler.traces or report.operators and report.operators.trace_files)
+    view = f"; with its trace view: perfdoctor view {shell_quote(out_dir)}" if traced else ""
+    lines.append(f"  report: {printable(out_dir / 'report.html')}  (data: {printable(out_dir / 'report.json')}{view})")
     if tensorboard:
-        lines.append(f"  traces and scalars: tensorboard --logdir {shell_quote(out_dir / 'tb')}")
+        lines.append(f"  traces and scalars: tensorboard --logdir {shell_quote(out_dir / 'tb')}  (the perfdoctor tab)")
     return lines
+
+
+def machine_line(report: Report) -> str | None:
+    """Whether the machine was shared while the job ran, and by how much (None: not measured)."""
+    contention = report.host.contention if report.host else None
+    if contention is None:
+        return None
+    cores = contention.usable_cores
+    others = contention.others_cpu_cores
+    if not contention.shared:
+        if others is None:
+            return None
+        return f"  machine: quiet enough (other processes used {others:.1f} of {cores} cores; the job's threads seldom waited for a CPU)"
+    parts = []
+    if others is not None:
+        parts.append(f"other processes used {others:.1f} of {cores} cores")
+    if contention.main_wait_share is not None:
+        parts.append(f"the training thread waited for a CPU {contention.main_wait_share:.0%} of the time")
+    if contention.throttled_share:
+        parts.append(f"the cgroup quota throttled the job {contention.throttled_share:.0%} of the time")
+    names = ", ".join(other.name for other in contention.top_others[:3])
+    return "  machine SHARED: " + "; ".join(parts) + (f" (busiest: {names})" if names else "") + ": timings are inflated"
 
 
 def print_summary(report: Report, out_dir: Path, stream: TextIO, tensorboard: bool = True) -> None:

@@ -232,6 +232,26 @@ def safe_url(value: Any) -> str | None:
     return None
 
 
+def trace_query(place: Any) -> str:
+    """The query string of a trace link (viewer/app.py's trace.html) to a TraceLocation."""
+    from urllib.parse import urlencode
+
+    fields = {"trace": place.trace, "start_ns": place.start_ns, "end_ns": place.end_ns, "op": place.op, "label": place.label}
+    # A file name that is not UTF-8 (surrogate escapes) travels as its own bytes, %-encoded.
+    return urlencode({key: value for key, value in fields.items() if value is not None}, errors="surrogateescape")
+
+
+def breakable(value: Any) -> Any:
+    """Escaped text with line-break opportunities after `::`, `_`, `.`, `/` and `,`: a long operator
+    name wraps between its parts (`aten::` / `convolution_` / `backward`), not mid-word."""
+    import re
+
+    from markupsafe import Markup, escape
+
+    text = str(escape("" if value is None else value))
+    return Markup(re.sub(r"(::|[_./,])", r"\1<wbr>", text))
+
+
 def width_pct(value: Any, scale: Any = 1.0) -> str:
     """A CSS width for a bar: value/scale as a percentage in 0..100."""
     if not _finite(value) or not _finite(scale) or scale <= 0:

@@ -23,9 +23,13 @@ TEMPLATE = "report.html.j2"
 
 
 def render_html(report: Report) -> str:
+    from ..gate.budgets import samples_per_second
+
     return templates.environment().get_template(TEMPLATE).render(
         report=report,
         charts=charts.build(report),
+        throughput=samples_per_second(report),
+        trace_base="",
         script_hash=templates.script_hash(),
         renderer_version=templates.renderer_version(),
     )

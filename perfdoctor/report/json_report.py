@@ -82,6 +82,8 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
                         )
                         for epoch in loader.epochs
                     ],
+                    source="trace" if loader.source == "trace" else None,
+                    iterator=loader.iterator,
                 )
                 for loader in data.dataloaders
             ]
@@ -109,7 +111,7 @@ def _series(data: RunData) -> StepSeriesSection:
     phases = {f"{phase}_ms": [rounded(series.phases_ms[phase][i]) for i in picked] for phase in PHASES}
     return StepSeriesSection(
         stride=stride,
-        step=list(picked),
+        step=[series.number(i) for i in picked],  # the trace's own ProfilerStep numbers, when it has them
         duration_ms=[rounded(series.duration_ms[i]) for i in picked],
         profiled=[series.profiled[i] for i in picked],
         **phases,

@@ -44,6 +44,8 @@ def environment() -> jinja2.Environment:
         cmdline=f.fmt_cmdline,
         ranges=f.fmt_ranges,
         safe_url=f.safe_url,
+        trace_query=f.trace_query,
+        breakable=f.breakable,
         width_pct=f.width_pct,
         record_columns=f.record_columns,
         column_max=f.column_max,

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..analysis.rundata import RunData
-from ..model.finding import SEVERITIES, Finding, Severity
+from ..analysis.places import TracePlaces
+from ..model.finding import SEVERITIES, Confidence, Finding, Severity, TraceLocation
 
 __all__ = [
     "CRITICAL_SAVING", "SEVERITIES", "TUNING_GUIDE", "WARNING_SAVING", "Finding", "NoThresholds", "Rule",
-    "severity_at_most", "severity_for", "thresholds_with",
+    "places", "severity_at_most", "severity_for", "thresholds_with",
 ]
 
 CRITICAL_SAVING = 0.30  # an estimated saving at or above this is critical
@@ -59,6 +61,10 @@ class Rule:
     area: ClassVar[str]
     docs: ClassVar[str] = TUNING_GUIDE  # where a user reads more (PyTorch's own documentation)
     Thresholds: ClassVar[type] = NoThresholds
+    # Whether the finding rests on wall-clock timings that other processes on the machine can
+    # distort: on a shared machine (host.contention.shared) its confidence is lowered, with the
+    # reason, unless the rule itself corrected for the contention and said so.
+    timing_based: ClassVar[bool] = True
     # Ids of rules whose finding makes this one's redundant (they name the cause more precisely,
     # or their fix comes first): when one of them reports, this rule's finding is dropped.
     defers_to: ClassVar[tuple[str, ...]] = ()
@@ -75,6 +81,9 @@ class Rule:
         advice: str,
         fix: str,
         severity: Severity | None = None,
+        confidence: Confidence = "high",
+        confidence_reason: str = "",
+        locations: Sequence[TraceLocation | None] = (),
     ) -> Finding:
         saving = min(1.0, max(0.0, saving))
         return Finding(
@@ -87,7 +96,15 @@ class Rule:
             fix=fix,
             docs=self.docs,
             area=self.area,
+            confidence=confidence,
+            confidence_reason=confidence_reason,
+            locations=[place for place in locations if place is not None],
         )
+
+
+def places(data: RunData) -> TracePlaces:
+    """Where in the run's trace findings can point (nothing when no trace was read)."""
+    return data.trace.places if data.trace is not None else TracePlaces()
 
 
 def thresholds_with(rule: Rule, overrides: dict[str, Any]) -> Any:

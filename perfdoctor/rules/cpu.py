@@ -1,21 +1,143 @@
-"""CPU rules: more threads than cores, work done in the training loop itself, and steps made of
-many tiny operators whose framework overhead outweighs their compute.
+"""CPU rules: other processes taking the job's cores, more threads than cores, work done in the
+training loop itself, and steps made of many tiny operators whose framework overhead outweighs
+their compute.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..analysis.contention import SHARED_MIN_OTHERS_CORES
 from ..analysis.rundata import RunData
+from ..model.finding import Confidence
 from ..model.numbers import rounded
-from .base import Finding, Rule
+from .base import Finding, Rule, places
 from .dataloader import usable_cores
+
+
+def lost_to_contention(data: RunData) -> float:
+    """The share of the training thread's runnable time spent waiting for CPUs that other
+    processes held (0 unless the machine was shared). Work on that thread took 1 / (1 - lost)
+    times its quiet-machine wall time; sleeping (on storage, on other processes) did not."""
+    contention = data.host.contention if data.host else None
+    if contention is None or not contention.shared or not contention.main_wait_share:
+        return 0.0
+    runnable = (contention.main_cpu_share or 0.0) + contention.main_wait_share
+    return min(0.95, contention.main_wait_share / runnable) if runnable > 0 else 0.0
+
+
+def corrected_for_contention(data: RunData, work_share: float) -> tuple[float, str]:
+    """A share of the step that is the training thread's own work, with the step corrected for
+    the thread's waiting for a CPU (it waited in every phase that computes, this work included):
+    (corrected share, a confidence reason; "" when there was nothing to correct)."""
+    lost = lost_to_contention(data)
+    contention = data.host.contention if data.host else None
+    if not lost or contention is None or not contention.main_wait_share:
+        return work_share, ""
+    step_left = max(0.05, 1 - contention.main_wait_share)
+    share = min(1.0, work_share * (1 - lost) / step_left)
+    return share, (
+        f"Measured on a shared machine: the training thread waited for a CPU {contention.main_wait_share:.0%} of the "
+        f"step; the share is corrected for it ({work_share:.0%} of the measured step, {share:.0%} of the step without "
+        "that waiting), but contention also delays the job's other threads: confirm on a quiet machine."
+    )
 
 
 def compute_share(data: RunData) -> float:
     """Share of step time in the model and optimizer: what intra-op threads speed up."""
     breakdown = data.steps.breakdown
     return breakdown.forward + breakdown.backward + breakdown.optimizer if breakdown else 0.0
+
+
+class CpuContention(Rule):
+    """Other processes (or a cgroup quota) took CPU time the job's threads were ready to use."""
+
+    id = "cpu-contention"
+    area = "cpu"
+    docs = "https://pytorch.org/docs/stable/notes/cpu_threading_torchscript_inference.html"
+    timing_based = False  # it is the measurement of the contention itself
+
+    @dataclass(frozen=True)
+    class Thresholds:
+        min_wait_share: float = 0.05  # the training thread waited for CPUs others held, share of the step
+        min_wait_ms: float = 0.1  # ... and at least this long per step
+        min_others_cores: float = SHARED_MIN_OTHERS_CORES  # other processes' mean CPU, in cores
+        min_throttled_share: float = 0.02  # or the cgroup's quota held the job off this share of the time
+
+    def check(self, data: RunData, limits: Thresholds) -> Finding | None:
+        contention = data.host.contention if data.host else None
+        if contention is None:
+            return None
+        others = contention.others_cpu_cores or 0.0
+        wait_share = contention.main_wait_share or 0.0
+        wait_ms = contention.main_wait_ms_per_step or 0.0
+        throttled = contention.throttled_share or 0.0
+        by_others = others >= limits.min_others_cores and wait_share >= limits.min_wait_share and wait_ms >= limits.min_wait_ms
+        by_quota = throttled >= limits.min_throttled_share
+        if not (by_others or by_quota):
+            return None
+        cores = usable_cores(data)
+        threads = data.environment.intra_op_threads()
+        step_ms = data.steps.p50_ms or data.steps.mean_ms
+        competitors = [{"name": other.name, "cores": rounded(other.cpu_cores, 2)} for other in contention.top_others]
+        evidence: dict[str, object] = {
+            "wait_per_step_ms": rounded(contention.wait_ms_per_step),
+            "training_thread_wait_per_step_ms": rounded(wait_ms),
+            "wait_share": rounded(wait_share, 4),
+            "job_wait_share_of_runnable_time": rounded(contention.others_wait_share, 4),
+            "step_ms": rounded(step_ms),
+            "others_cpu_cores": rounded(others, 2),
+            "others_cpu_p90_cores": rounded(contention.others_cpu_p90_cores, 2),
+            "job_cpu_cores": rounded(contention.job_cpu_cores, 2),
+            "usable_cores": cores,
+            "intra_op_threads": threads,
+            "top_other_processes": competitors,
+            "cpu_pressure_some": rounded(contention.pressure_some, 3),
+        }
+        if contention.throttled_periods is not None:
+            evidence.update(
+                throttled_periods=contention.throttled_periods,
+                throttled_ms=rounded(contention.throttled_ms),
+                throttled_share=rounded(throttled, 4),
+                cgroup_quota_cores=rounded(contention.sources.cgroup_quota_cores, 2),
+            )
+        names = ", ".join(f"{c['name']} ({c['cores']} cores)" for c in competitors[:3])
+        fixes = []
+        if by_others:
+            fixes.append(
+                f"Other processes used {others:.1f} of the {cores} usable cores"
+                + (f" (busiest: {names})" if names else "")
+                + f", and the training thread waited {wait_ms:.1f} ms per step for a CPU ({wait_share:.0%} of the step). "
+                "Run on a quiet machine or a dedicated runner, or isolate the job (its own cores with taskset or a "
+                "cpuset cgroup, a higher CPU share)."
+            )
+        if by_quota:
+            fixes.append(
+                f"The cgroup's CPU quota ({contention.sources.cgroup_quota_cores or 0:.2g} cores) throttled the job "
+                f"{throttled:.0%} of the time: raise the quota (docker --cpus, the pod's CPU limit) or use fewer threads."
+            )
+        free = max(1, int(cores - others + 0.5)) if by_others else max(1, int(contention.sources.cgroup_quota_cores or cores))
+        if threads and threads > free:
+            fixes.append(
+                f"While the machine is shared, cut the job's own threads to the cores it can get: {threads} intra-op "
+                f"threads wait for each other at every parallel region when one of them is off its CPU; "
+                f"torch.set_num_threads({free})."
+            )
+        fixes.append("Timings in this report are inflated by the contention; re-measure on a quiet machine to confirm the other findings.")
+        return self.finding(
+            title=(
+                f"The machine was shared: the training thread waited for a CPU {wait_share:.0%} of the step"
+                if by_others
+                else f"The cgroup's CPU quota throttled the job {throttled:.0%} of the time"
+            ),
+            evidence=evidence,
+            saving=max(wait_share if by_others else 0.0, throttled),
+            advice=" ".join(fixes),
+            fix=(
+                f"torch.set_num_threads({free})  # the cores left free on this shared machine\n"
+                "# or isolate the job: taskset -c 0-3 perfdoctor run train.py (cores no one else uses)"
+            ),
+        )
 
 
 class CpuThreadOversubscription(Rule):
@@ -41,15 +163,49 @@ class CpuThreadOversubscription(Rule):
         if total <= limits.max_threads_per_core * cores:
             return None
         probe = environment.thread_probe
+        contention = data.host.contention if data.host else None
+        shared = contention is not None and contention.shared
         slowdown = None
+        measure = "wall time"
+        confidence: Confidence = "high"
+        reason = ""
         if probe and probe.ms_at_cores:
             slowdown = probe.ms_at_threads / probe.ms_at_cores
-            if slowdown < limits.min_measured_slowdown:
+            if shared and probe.cpu_ms_at_threads and probe.cpu_ms_at_cores:
+                # Waiting for CPUs that others hold inflates wall time (most at the small thread
+                # count, whose threads wait for each other): compare CPU time instead.
+                slowdown = probe.cpu_ms_at_threads / probe.cpu_ms_at_cores
+                measure = "CPU time"
+            if probe.stable is False:
+                confidence, reason = "low", (
+                    f"The probe's repeated timings disagreed by more than 25% ({probe.rounds} rounds"
+                    + (", on a shared machine" if shared else "")
+                    + "): the measured slowdown is not trusted, and the saving assumes threads share cores fairly."
+                )
+                slowdown = None
+            elif shared and slowdown < limits.min_measured_slowdown:
+                # On a busy machine the probe's smaller thread count suffers most (its threads wait
+                # for each other while one is off its CPU): the comparison cannot clear the setting.
+                confidence, reason = "low", (
+                    f"Measured on a shared machine (other processes used {contention.others_cpu_cores or 0:.1f} cores): "  # type: ignore[union-attr]
+                    f"the probe ran {probe.ms_at_threads:.1f} ms at {probe.threads} threads and {probe.ms_at_cores:.1f} ms at "
+                    f"{probe.cores}, timings that waiting for CPUs distorts; the saving assumes threads share cores fairly."
+                )
+                slowdown = None
+            elif slowdown < limits.min_measured_slowdown:
                 return None  # oversubscribed on paper, but this machine shows no cost: stay quiet
+            elif shared:
+                confidence, reason = "medium", (
+                    f"Measured on a shared machine (other processes used {contention.others_cpu_cores or 0:.1f} cores): "  # type: ignore[union-attr]
+                    "the slowdown compares the probe's CPU time, which contention inflates less than wall time."
+                )
         share = compute_share(data)
         # Without a measured slowdown, assume the least harmful case: threads share cores fairly.
         penalty = (1 - 1 / slowdown) if slowdown else 0.25
         per_process = max(1, cores // local_processes)
+        if shared and contention is not None and contention.others_cpu_cores:
+            # the cores other processes leave free, shared among this machine's processes of the job
+            per_process = max(1, min(per_process, int(cores - contention.others_cpu_cores + 0.5) // local_processes))
         evidence = {
             "intra_op_threads": threads,
             "processes_on_this_machine": local_processes,
@@ -61,8 +217,9 @@ class CpuThreadOversubscription(Rule):
         }
         if data.host and data.host.involuntary_switches_per_s is not None:
             evidence["involuntary_context_switches_per_s"] = rounded(data.host.involuntary_switches_per_s, 1)
+        evidence["slowdown_measured_in"] = measure if slowdown else None
         measured = (
-            f"; the same conv and matmul work ran {slowdown:.1f}x slower at {threads} threads than at {per_process} on this machine"
+            f"; the same conv and matmul work took {slowdown:.1f}x the {measure} at {threads} threads than at {per_process} on this machine"
             if slowdown
             else ""
         )
@@ -76,6 +233,8 @@ class CpuThreadOversubscription(Rule):
                 f"{per_process} thread(s) per process: torch.set_num_threads({per_process}) or OMP_NUM_THREADS={per_process}."
             ),
             fix=f"import torch\ntorch.set_num_threads({per_process})  # or: OMP_NUM_THREADS={per_process} perfdoctor run ...",
+            confidence=confidence,
+            confidence_reason=reason,
         )
 
 
@@ -102,8 +261,9 @@ class MainLoopPreprocessing(Rule):
         parts = steps.other_parts
         loss = parts.loss
         before_forward = parts.before_forward
-        loop_share = max(0.0, steps.breakdown.other - loss)
-        loop_ms = loop_share * steps.mean_ms
+        measured_share = max(0.0, steps.breakdown.other - loss)
+        loop_share, reason = corrected_for_contention(data, measured_share)
+        loop_ms = measured_share * steps.mean_ms * (1 - lost_to_contention(data))
         if loop_share < limits.min_share or loop_ms < limits.min_ms:
             return None
         where = (
@@ -120,8 +280,12 @@ class MainLoopPreprocessing(Rule):
                 "loss_share": rounded(loss, 4),
                 "step_ms": rounded(steps.mean_ms),
                 "dataloader_share": rounded(steps.breakdown.dataloader, 4),
+                "measured_loop_share": rounded(measured_share, 4),
+                "training_thread_lost_to_contention": rounded(lost_to_contention(data), 4),
             },
             saving=loop_share - limits.residual_share,
+            confidence="medium" if reason else "high",
+            confidence_reason=reason,
             advice=(
                 f"{loop_ms:.1f} ms per step go to code {where}, which runs serially in the training process: "
                 "typically per-sample transforms or augmentation applied to each batch in the loop, host-side "
@@ -135,6 +299,7 @@ class MainLoopPreprocessing(Rule):
                 "        return augment(image), label  # runs in the DataLoader workers\n\n"
                 "loader = DataLoader(AugmentedDataset(base), batch_size=64, num_workers=4, persistent_workers=True)"
             ),
+            locations=[places(data).slowest_step],
         )
 
 
@@ -159,10 +324,12 @@ class HostOverheadBound(Rule):
         trace = data.trace
         if trace is None or trace.ops_per_step is None or trace.small_op_share is None:
             return None
-        overhead = trace.small_op_share + (trace.gap_share or 0.0)
+        small, reason = corrected_for_contention(data, trace.small_op_share)
+        gaps, _ = corrected_for_contention(data, trace.gap_share or 0.0)
+        overhead = small + gaps
         if trace.ops_per_step < limits.min_ops_per_step or overhead < limits.min_overhead_share:
             return None
-        if trace.small_op_share < limits.min_small_op_share:
+        if small < limits.min_small_op_share:
             return None
         batch = next((loader.args.get("batch_size") for loader in data.dataloaders if loader.batches), None)
         return self.finding(
@@ -170,13 +337,17 @@ class HostOverheadBound(Rule):
             evidence={
                 "ops_per_step": rounded(trace.ops_per_step, 1),
                 "median_op_us": rounded(trace.median_op_us, 2),
-                "small_op_share": rounded(trace.small_op_share, 4),
-                "gap_share": rounded(trace.gap_share, 4),
+                "small_op_share": rounded(small, 4),
+                "gap_share": rounded(gaps, 4),
                 "overhead_share": rounded(overhead, 4),
+                "measured_small_op_share": rounded(trace.small_op_share, 4),
+                "measured_gap_share": rounded(trace.gap_share, 4),
                 "batch_size": batch,
                 "profiled_step_ms": rounded(trace.step_ms),
             },
             saving=overhead * limits.recoverable,
+            confidence="medium" if reason else "high",
+            confidence_reason=reason,
             advice=(
                 f"{overhead:.0%} of the profiled step is spent in operators too small to amortise their dispatch "
                 "cost, or between operators in Python: the host's per-op overhead, not arithmetic, sets the step "
@@ -184,4 +355,5 @@ class HostOverheadBound(Rule):
                 "replace Python loops over layers or samples with batched tensor operations."
             ),
             fix="model = torch.compile(model)  # fuses small ops; or raise batch_size so each op does more work",
+            locations=[places(data).slowest_step],
         )

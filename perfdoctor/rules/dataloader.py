@@ -14,14 +14,25 @@ from dataclasses import dataclass
 from ..analysis.dataloader import busiest_loader
 from ..analysis.rundata import LoaderSummary, RunData
 from ..model.gpu import GpuSteps
+from ..model.finding import Confidence
 from ..model.numbers import rounded
-from .base import Finding, Rule
+from .base import Finding, Rule, places
+from .dataloader_trace import trace_finding
 
 MAX_SUGGESTED_WORKERS = 8
 
 
 def usable_cores(data: RunData) -> int:
     return int(data.environment.usable_cores() or (data.host.usable_cores if data.host else 0) or 1)
+
+
+def contended_wait_ms(data: RunData) -> float:
+    """The training thread's waiting for CPUs that other processes held, per step (0 on a
+    machine that was not shared): wall time that a quiet machine would not have spent."""
+    contention = data.host.contention if data.host else None
+    if contention is None or not contention.shared:
+        return 0.0
+    return contention.main_wait_ms_per_step or 0.0
 
 
 def wait_numbers(data: RunData, loader: LoaderSummary) -> tuple[float, float, float] | None:
@@ -31,6 +42,10 @@ def wait_numbers(data: RunData, loader: LoaderSummary) -> tuple[float, float, fl
     dataloader-persistent-workers speaks to) and waits for batches the workers had already
     delivered (the cost of receiving a batch from another process, which more workers cannot
     cut). What remains is the step starving for batches.
+
+    On a shared machine the step is corrected for the training thread's waiting for a CPU
+    (contention inflates compute, not sleeping on storage), and a batch loaded in the training
+    process for its own waiting for a CPU while it loaded.
     """
     steps = data.steps
     if not steps.breakdown or not steps.breakdown_ms or not steps.mean_ms:
@@ -39,7 +54,14 @@ def wait_numbers(data: RunData, loader: LoaderSummary) -> tuple[float, float, fl
     if loader.wait_total_ms > 0:
         first_batches = loader.epoch_start_wait_ms if len(loader.epochs) > 1 else 0.0
         starved = max(0.0, loader.wait_total_ms - first_batches - loader.ready_wait_ms) / loader.wait_total_ms
-    return steps.breakdown.dataloader * starved, steps.breakdown_ms.dataloader * starved, steps.mean_ms
+    wait_ms = steps.breakdown_ms.dataloader * starved
+    contended = contended_wait_ms(data)
+    if not contended:
+        return steps.breakdown.dataloader * starved, wait_ms, steps.mean_ms
+    if loader.num_workers == 0 and loader.job_cores_in_waits is not None and loader.job_cpu_wait_share_in_waits is not None:
+        wait_ms *= 1 - min(1.0, loader.job_cores_in_waits * loader.job_cpu_wait_share_in_waits)
+    step_ms = max(steps.mean_ms - contended, wait_ms, 0.2 * steps.mean_ms)
+    return wait_ms / step_ms, wait_ms, step_ms
 
 
 def waiting_on(data: RunData, min_share: float, min_ms: float) -> tuple[LoaderSummary, float, float, float] | None:
@@ -55,7 +77,7 @@ def waiting_on(data: RunData, min_share: float, min_ms: float) -> tuple[LoaderSu
 
 
 def wait_evidence(
-    loader: LoaderSummary, share: float, wait_ms: float, step_ms: float, cores: int, busy: float | None
+    data: RunData, loader: LoaderSummary, share: float, wait_ms: float, step_ms: float, cores: int, busy: float | None
 ) -> dict[str, object]:
     """The measurements both waiting rules report."""
     evidence: dict[str, object] = {
@@ -65,10 +87,64 @@ def wait_evidence(
         "num_workers": loader.num_workers,
         "usable_cores": cores,
         "cores_busy_during_waits_share": rounded(loader.cores_busy_in_waits, 3),
+        "job_cores_during_waits": rounded(loader.job_cores_in_waits, 2),
     }
     if busy is not None:
         evidence["worker_cpu_percent"] = rounded(busy, 1)
+    contended = contended_wait_ms(data)
+    if contended:
+        evidence["measured_step_ms"] = rounded(data.steps.mean_ms)
+        evidence["step_ms_corrected_for_cpu_waits"] = rounded(step_ms)
+        evidence["training_thread_cpu_wait_per_step_ms"] = rounded(contended)
     return evidence
+
+
+def contention_confidence(data: RunData) -> tuple[Confidence, str]:
+    """Confidence of a waiting rule's numbers: lowered on a shared machine, saying how they
+    were corrected."""
+    contention = data.host.contention if data.host else None
+    if contention is None or not contention.shared:
+        return "high", ""
+    return "medium", (
+        f"Measured on a shared machine (other processes used {contention.others_cpu_cores or 0:.1f} cores); the step "
+        f"time was corrected for the {contended_wait_ms(data):.1f} ms per step the training thread waited for a CPU, "
+        "but contention also delays the job's other threads: confirm on a quiet machine."
+    )
+
+
+def producer_cpu(data: RunData, loader: LoaderSummary) -> float | None:
+    """How much of a core each producer of batches asks for while the step waits (0..1): the
+    thread in next() with num_workers=0, else each worker. Running or runnable counts alike, so
+    that a CPU-bound producer reads ~1 however busy the machine is, and one sleeping on storage
+    reads low. Falls back on the workers' mean CPU from the host sampler (which contention lowers)."""
+    if loader.job_cores_in_waits is not None:
+        return min(1.0, loader.job_cores_in_waits / max(1, loader.num_workers))
+    busy = workers_busy_percent(data, loader)
+    if busy is None:
+        return None
+    workers = max(1, loader.num_workers)
+    return min(1.0, busy * workers / min(workers, usable_cores(data)) / 100)  # per worker the cores can run at once
+
+
+def compute_ms_with_threads(compute_ms: float, threads: int, fewer: int, cores: int) -> float:
+    """The step's own compute at `fewer` intra-op threads, assuming (pessimistically) that it
+    scaled linearly with the threads that had a core each."""
+    return compute_ms * min(threads, max(1, cores)) / max(1, min(fewer, threads))
+
+
+def worker_plan(cores: int, threads: int, producer: float, compute_ms: float) -> tuple[int, int, float]:
+    """The number of CPU-bound workers and intra-op threads that fit the cores together
+    (workers + threads <= cores), and the step they would give: max(compute at those threads,
+    producer / workers). Workers beside as many intra-op threads as there are cores fight them
+    for the cores (on 2 cores, 2 workers and 2 threads made Lightning's MNIST 1.7x slower)."""
+    best: tuple[int, int, float] | None = None
+    for workers in range(1, min(MAX_SUGGESTED_WORKERS, max(1, cores - 1)) + 1):
+        fewer = min(threads, max(1, cores - workers))
+        step = max(compute_ms_with_threads(compute_ms, threads, fewer, cores), producer / workers)
+        if best is None or step < best[2] - 1e-9:
+            best = (workers, fewer, step)
+    assert best is not None
+    return best
 
 
 def producer_ms(loader: LoaderSummary, wait_ms: float, step_ms: float) -> float:
@@ -114,53 +190,77 @@ class DataLoaderBottleneck(Rule):
         if waiting is None:
             return None
         loader, share, wait_ms, step_ms = waiting
+        if loader.source == "trace":  # a foreign trace's evidence: waits and iterator class only
+            return trace_finding(self, loader, share, wait_ms, step_ms, limits.min_saving)
         if loader.cores_saturated:
             return None  # more workers would not help (dataloader-cpu-saturated's advice)
         cores = usable_cores(data)
+        threads = data.environment.intra_op_threads() or 1
         workers = loader.num_workers
         busy = workers_busy_percent(data, loader)
-        # Workers are I/O-bound when they use little CPU even counting only as many as the cores can run.
-        io_bound = busy is not None and busy * workers / min(workers, cores) < limits.io_bound_worker_cpu
-        if workers == 0:
-            suggested = max(2, min(MAX_SUGGESTED_WORKERS, cores))
-        elif io_bound:  # workers that sleep on storage overlap well beyond the core count
-            suggested = min(4 * MAX_SUGGESTED_WORKERS, max(2 * workers, 4))
-        elif workers >= cores:
-            return None  # busy workers already fill the cores: more would not produce batches faster
-        else:
-            suggested = min(cores, 2 * workers)
+        per_producer = producer_cpu(data, loader)
+        # Producers that use little CPU while the step waits sleep on storage or the network.
+        io_bound = per_producer is not None and per_producer * 100 < limits.io_bound_worker_cpu
         compute_ms = step_ms - wait_ms
         producer = producer_ms(loader, wait_ms, step_ms)
-        saving = (step_ms - step_ms_with(suggested, producer, compute_ms)) / step_ms if suggested > workers else 0.0
+        fewer_threads = threads
+        if io_bound:  # workers that sleep on storage overlap well beyond the core count
+            suggested = max(2, min(MAX_SUGGESTED_WORKERS, cores)) if workers == 0 else min(4 * MAX_SUGGESTED_WORKERS, max(2 * workers, 4))
+            new_step = step_ms_with(suggested, producer, compute_ms)
+        elif workers == 0 or workers < cores:
+            if cores < 2:
+                return None  # one core: workers would only take turns with the step
+            suggested, fewer_threads, new_step = worker_plan(cores, threads, producer, compute_ms)
+            if workers and suggested <= workers:
+                return None
+        else:
+            return None  # busy workers already fill the cores: more would not produce batches faster
+        saving = (step_ms - new_step) / step_ms if suggested > workers else 0.0
         if saving < limits.min_saving:
             return None
         args = loader.args
         evidence = {
-            **wait_evidence(loader, share, wait_ms, step_ms, cores, busy),
+            **wait_evidence(data, loader, share, wait_ms, step_ms, cores, busy),
             "compute_per_step_ms": rounded(compute_ms),
             "suggested_num_workers": suggested,
+            "intra_op_threads": threads,
+            "suggested_intra_op_threads": fewer_threads,
+            "producer_cpu_share": rounded(per_producer, 3),
             "batch_size": args.get("batch_size"),
             "batch_wait_p50_ms": rounded(loader.wait_p50_ms),
         }
-        if workers == 0:
+        threads_note = (
+            f" Together with the {threads} intra-op threads they would outnumber the {cores} cores and slow the step "
+            f"down: also call torch.set_num_threads({fewer_threads}), so that {suggested} worker(s) and {fewer_threads} "
+            f"thread(s) fit the cores (estimated step {new_step:.1f} ms, counting the compute as if it slowed in "
+            "proportion to the threads removed)."
+            if fewer_threads < threads
+            else ""
+        )
+        if io_bound and workers > 0 and per_producer is not None:
             advice = (
-                f"Batches are loaded in the training process itself (num_workers=0): each step waits "
-                f"{wait_ms:.1f} ms for its batch before computing for {compute_ms:.1f} ms. Load in "
-                f"background worker processes: with num_workers={suggested} the next batches are prepared "
-                "while the step computes. Keep the workers between epochs with persistent_workers=True."
-            )
-        elif io_bound:
-            advice = (
-                f"The {workers} workers use only {busy:.0f}% of a core each while the step waits: they wait "
+                f"The {workers} workers use only {per_producer * 100:.0f}% of a core each while the step waits: they wait "
                 "on storage or the network, not on the CPU. More workers overlap that waiting even beyond the "
                 f"core count (try num_workers={suggested} and prefetch_factor=4); or cache the data locally "
                 "or in memory, read larger chunks, and use a faster format."
+            )
+        elif workers == 0:
+            kind = (
+                f"it sleeps on storage or the network ({per_producer * 100:.0f}% of a core while loading)"
+                if io_bound and per_producer is not None
+                else "it is CPU work"
+            )
+            advice = (
+                f"Batches are loaded in the training process itself (num_workers=0; {kind}): each step waits "
+                f"{wait_ms:.1f} ms for its batch before computing for {compute_ms:.1f} ms. Load in "
+                f"background worker processes: with num_workers={suggested} the next batches are prepared "
+                f"while the step computes. Keep the workers between epochs with persistent_workers=True.{threads_note}"
             )
         else:
             advice = (
                 f"The {workers} workers cannot keep up with a {compute_ms:.1f} ms step: each step still waits "
                 f"{wait_ms:.1f} ms. Raise num_workers to {suggested} while cores are free ({cores} usable), or "
-                "make each sample cheaper (decode once and cache, lighter transforms)."
+                f"make each sample cheaper (decode once and cache, lighter transforms).{threads_note}"
             )
         fix = loader_call(
             args,
@@ -169,12 +269,18 @@ class DataLoaderBottleneck(Rule):
             prefetch_factor=4 if io_bound else 2,
             pin_memory="torch.cuda.is_available()",
         )
+        if fewer_threads < threads:
+            fix = f"torch.set_num_threads({fewer_threads})  # workers + intra-op threads <= {cores} cores\n" + fix
+        confidence, reason = contention_confidence(data)
         return self.finding(
             title=f"The step waits {share:.0%} of its time on the DataLoader (num_workers={workers})",
             evidence=evidence,
             saving=saving,
             advice=advice,
             fix=fix,
+            confidence=confidence,
+            confidence_reason=reason,
+            locations=[places(data).longest_dataloader_wait],
         )
 
 
@@ -183,7 +289,9 @@ class DataLoaderCpuSaturated(Rule):
 
     id = "dataloader-cpu-saturated"
     area = "data loading"
-    docs = "https://pytorch.org/docs/stable/data.html#multi-process-data-loading"
+    # The advice is to make each sample cheaper, not to add workers: torchvision's notes on fast
+    # transforms (tensors, uint8, v2, batched on the GPU), not the DataLoader's worker docs.
+    docs = "https://pytorch.org/vision/stable/transforms.html#performance-considerations"
 
     @dataclass(frozen=True)
     class Thresholds:
@@ -201,26 +309,35 @@ class DataLoaderCpuSaturated(Rule):
         threads = data.environment.intra_op_threads()
         workers = loader.num_workers
         busy = workers_busy_percent(data, loader)
-        evidence = {**wait_evidence(loader, share, wait_ms, step_ms, cores, busy), "intra_op_threads": threads}
+        evidence = {**wait_evidence(data, loader, share, wait_ms, step_ms, cores, busy), "intra_op_threads": threads}
+        demand = loader.job_cores_in_waits or 0.0
         advice = (
-            f"While the step waited on data, the machine's cores were {loader.cores_busy_in_waits:.0%} busy: "
-            f"the data pipeline is CPU-bound and more workers would only fight over the same {cores} cores. "
+            f"While the step waited on data, the job's own loading threads asked for {demand:.1f} of the {cores} usable "
+            f"cores (running, or ready to run): the data pipeline is CPU-bound and more workers would only fight over the "
+            "same cores. "
             "Make each sample cheaper: decode and resize once ahead of time and cache the result, use "
             "lighter or vectorised transforms, move augmentation to the GPU (batch-wise), or use more cores. "
             f"Keep workers plus intra-op threads ({workers} + {threads}) near the core count."
         )
+        # Cheaper samples, the same workers: the cores, not the worker count, are the limit.
         fix = (
-            "# pre-process once, offline, and train from the cached tensors\n"
-            "cached = [transform(sample) for sample in raw_dataset]\n"
-            "torch.save(cached, 'train_preprocessed.pt')\n"
-            + loader_call(loader.args, num_workers=max(1, min(workers or 1, cores - 1)), persistent_workers=True)
+            "# decode and transform once, offline, and train from the cached tensors\n"
+            "images, labels = zip(*(transform(sample) for sample in raw_dataset))\n"
+            "torch.save((torch.stack(images), torch.tensor(labels)), 'train_preprocessed.pt')\n"
+            "dataset = torch.utils.data.TensorDataset(*torch.load('train_preprocessed.pt'))\n"
+            + loader_call(loader.args, num_workers=workers, persistent_workers=workers > 0)
+            + "  # the same workers"
         )
+        confidence, reason = contention_confidence(data)
         return self.finding(
-            title=f"The step waits {share:.0%} of its time on data while every core is busy",
+            title=f"The step waits {share:.0%} of its time on data while the job's own loading fills every core",
             evidence=evidence,
             saving=share,
             advice=advice,
             fix=fix,
+            confidence=confidence,
+            confidence_reason=reason,
+            locations=[places(data).longest_dataloader_wait],
         )
 
 
@@ -259,7 +376,10 @@ class DataLoaderPersistentWorkers(Rule):
             return None
         lost_ms, loader, restarts = best
         mean_restart = lost_ms / len(restarts)
-        total_step_ms = sum(data.series.duration_ms)
+        # On a shared machine the steps' compute was stretched by waiting for a CPU, the workers'
+        # start-up (sleeping, importing) much less: count the steps without that waiting.
+        contended = contended_wait_ms(data) * len(data.series.duration_ms)
+        total_step_ms = max(0.2 * sum(data.series.duration_ms), sum(data.series.duration_ms) - contended)
         saving = lost_ms / total_step_ms if total_step_ms else 0.0
         if mean_restart < limits.min_restart_ms or saving < limits.min_saving:
             return None
@@ -274,6 +394,9 @@ class DataLoaderPersistentWorkers(Rule):
             "lost_total_ms": rounded(lost_ms),
             "total_step_ms": rounded(total_step_ms),
         }
+        if contended:
+            evidence["measured_total_step_ms"] = rounded(sum(data.series.duration_ms))
+        confidence, reason = contention_confidence(data)
         return self.finding(
             title=f"DataLoader workers are restarted every epoch: {mean_restart:.0f} ms lost at each of {len(restarts)} epoch starts",
             evidence=evidence,
@@ -285,6 +408,8 @@ class DataLoaderPersistentWorkers(Rule):
                 "Set persistent_workers=True to keep them alive across epochs."
             ),
             fix=loader_call(loader.args, num_workers=loader.num_workers, persistent_workers=True),
+            confidence=confidence,
+            confidence_reason=reason,
         )
 
 
@@ -298,7 +423,8 @@ def pageable_copies(data: RunData, min_copies_per_step: float, min_ms: float) ->
 
 
 def unpinned_loader(data: RunData) -> LoaderSummary | None:
-    return next((loader for loader in data.dataloaders if loader.batches and not loader.pins_memory), None)
+    # A trace's loader: pin_memory is not in the trace (pageable-memcpy speaks to the copies).
+    return next((loader for loader in data.dataloaders if loader.batches and not loader.pins_memory and loader.source != "trace"), None)
 
 
 class DataLoaderPinMemory(Rule):
@@ -339,4 +465,5 @@ class DataLoaderPinMemory(Rule):
             ),
             fix=loader_call(loader.args, num_workers=loader.num_workers, pin_memory=True)
             + "\nfor inputs, targets in loader:\n    inputs = inputs.to('cuda', non_blocking=True)\n    targets = targets.to('cuda', non_blocking=True)",
+            locations=list(places(data).pageable_copies.values())[:3],
         )

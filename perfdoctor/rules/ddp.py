@@ -21,7 +21,8 @@ PHASES_ON_RANK = ("dataloader", "forward", "other", "optimizer")  # the phases a
 
 
 def step_ms(data: RunData) -> float | None:
-    return data.steps.p50_ms or data.steps.mean_ms
+    """The report's one step time for shares: the mean steady step (docs/contracts.md)."""
+    return data.steps.mean_ms
 
 
 def syncs_per_step(ddp: DdpSection) -> float:
@@ -100,6 +101,10 @@ class DdpStraggler(Rule):
         min_wait_share: float = 0.10  # the others' wait as a share of the step
         min_wait_ms: float = 1.0
         min_slowest_step_share: float = 0.75  # the rank must be the slowest in this share of steps
+        # The straggler's extra waiting for a CPU explains its lag when it is at least this share
+        # of the lag: then the cause is the machine (other processes, or other ranks, holding its
+        # cores), not more work or data, and the finding says so at info level.
+        cpu_wait_explains: float = 0.5
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
         ddp, step = data.ddp, step_ms(data)
@@ -114,18 +119,53 @@ class DdpStraggler(Rule):
         if consistency is not None and consistency < limits.min_slowest_step_share:
             return None  # slowest now and then: noise spread over ranks, not one slow rank
         rank = straggler.rank
-        row = next((r for r in ddp.ranks if r.rank == rank), None)
+        row = next((r for r in ddp.ranks if r.rank == rank and r.trace_file == straggler.trace_file), None)
         phases = {phase: row.phase_ms(phase) if row else None for phase in PHASES_ON_RANK}
-        others = [r for r in ddp.ranks if r.rank != rank]
+        others = [r for r in ddp.ranks if r is not row]
+        who = straggler.label()
+        subject = who[0].upper() + who[1:]
         typical = {
             phase: sorted(r.phase_ms(phase) or 0.0 for r in others)[len(others) // 2] if others else None
             for phase in phases
         }
         worst_phase = max(phases, key=lambda p: (phases[p] or 0.0) - (typical[p] or 0.0))
+        extra_wait = straggler.extra_cpu_wait_ms
+        cpu_bound_lag = extra_wait is not None and extra_wait >= limits.cpu_wait_explains * wait
+        shared = any(r.machine_shared for r in ddp.ranks)
+        if cpu_bound_lag:
+            return self.finding(
+                title=f"Rank {rank} lags {wait:.1f} ms per step because it waited for a CPU, not for more work",
+                evidence={
+                    "straggler_rank": rank,
+                    "straggler_node": row.node if row else None,
+                    "cause": "cpu-wait",
+                    "others_wait_per_step_ms": rounded(wait),
+                    "straggler_extra_cpu_wait_per_step_ms": rounded(extra_wait),
+                    "straggler_cpu_wait_per_step_ms": rounded(row.cpu_wait_ms_per_step if row else None),
+                    "machine_shared": shared,
+                    "wait_share": rounded(share, 4),
+                    "step_ms": rounded(step),
+                    "ranks": len(ddp.ranks),
+                },
+                saving=share,
+                severity="info",
+                advice=(
+                    f"Rank {rank}'s training thread waited {extra_wait:.1f} ms longer per step for a CPU than the other "
+                    f"ranks', which is most of its {wait:.1f} ms lag: its work and data are not the cause. "
+                    + ("Other processes on the machine took its cores (see cpu-contention): " if shared else "")
+                    + "give every rank its own cores (fewer intra-op threads per rank, torch.set_num_threads(cores // ranks)), "
+                    "or run on a quieter machine."
+                ),
+                fix="torch.set_num_threads(max(1, os.cpu_count() // int(os.environ['LOCAL_WORLD_SIZE'])))",
+                confidence="medium" if shared else "high",
+                confidence_reason="measured on a shared machine" if shared else "",
+            )
         return self.finding(
-            title=f"Rank {rank} is a straggler: the other ranks wait {wait:.1f} ms for it every step",
+            title=f"{subject} is a straggler: the other ranks wait {wait:.1f} ms for it every step",
             evidence={
                 "straggler_rank": rank,
+                **({"straggler_trace": straggler.trace_file} if straggler.trace_file else {}),
+                **({"straggler_trace_partial": straggler.partial} if straggler.partial else {}),
                 "straggler_node": row.node if row else None,
                 "straggler_local_ms": rounded(straggler.local_p50_ms),
                 "others_local_ms": rounded(straggler.others_local_p50_ms),
@@ -136,16 +176,19 @@ class DdpStraggler(Rule):
                 "slowest_phase": worst_phase,
                 "slowest_phase_on_straggler_ms": rounded(phases[worst_phase]),
                 "slowest_phase_elsewhere_ms": rounded(typical[worst_phase]),
+                "straggler_extra_cpu_wait_per_step_ms": rounded(extra_wait),
                 "ranks": len(ddp.ranks),
             },
             saving=share,
             advice=(
-                f"Rank {rank} spends {straggler.local_p50_ms:.1f} ms per step on its own work against "
+                f"{subject} spends {straggler.local_p50_ms:.1f} ms per step on its own work against "
                 f"{straggler.others_local_p50_ms:.1f} ms on the others; the difference is spent by every other "
                 f"rank waiting in the gradient all-reduce. Its {worst_phase} phase differs most "
                 f"({phases[worst_phase] or 0:.1f} ms against {typical[worst_phase] or 0:.1f} ms). Look for what is "
                 "different on that rank or its machine: uneven data (shard sizes, sequence lengths), slower storage or "
                 "network, thermal throttling, other jobs on the node, or rank-0-only work (logging, checkpoints)."
+                + (f" The trace of {who} was read only in part ({straggler.partial}): its numbers cover what was usable."
+                   if straggler.partial else "")
             ),
             fix=(
                 "# balance per-rank work: equal shards, and rank-0-only work outside the step\n"
@@ -153,6 +196,7 @@ class DdpStraggler(Rule):
                 "if dist.get_rank() == 0 and step % log_every == 0:\n"
                 "    log(metrics)  # keep it rare and asynchronous"
             ),
+            locations=[straggler.trace_step],
         )
 
 

@@ -148,9 +148,23 @@ def evaluate(data: RunData, config: Config | None = None, rules: Iterable[Rule] 
             data.notes.append(f"Rule {rule.id} failed and was skipped ({type(error).__name__}: {error}).")
             continue
         if finding is not None:
+            if rule.timing_based:
+                _lower_confidence_on_a_shared_machine(data, finding)
             found[rule.id] = finding
     standing = resolve_precedence(found, {rule.id: rule.defers_to for rule in rules})
     return sorted(standing.values(), key=lambda finding: (-finding.estimated_saving, finding.id))
+
+
+def _lower_confidence_on_a_shared_machine(data: RunData, finding: Finding) -> None:
+    """A timing-based finding measured while other processes took the job's CPUs says so,
+    unless its rule already judged its confidence (having corrected for the contention)."""
+    from ..analysis.contention import contention_caveat
+
+    contention = data.host.contention if data.host else None
+    if finding.confidence != "high" or finding.estimated_saving <= 0 or contention is None or not contention.shared:
+        return
+    finding.confidence = "medium"
+    finding.confidence_reason = contention_caveat(contention)
 
 
 def rule_catalogue(rules: Iterable[Rule] | None = None) -> list[dict[str, Any]]:

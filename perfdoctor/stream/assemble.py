@@ -20,6 +20,9 @@ STEP_COLUMNS = (
 HOST_COLUMNS = (
     "t_ns", "step", "process_cpu", "children_cpu", "children", "system_cpu", "core_cpu",
     "rss", "children_rss", "threads", "ctx_switches_involuntary", "memory_used_bytes",
+    # the job's CPU against everyone else's (collect/cpu.py); None where a source is missing
+    "tree_processes", "tree_cpu", "others_cpu", "top_others", "tree_threads", "tree_run_ms", "tree_wait_ms",
+    "main_run_ms", "main_wait_ms", "throttled_periods", "throttled_ms", "pressure_some", "cgroup_pressure_some",
 )
 
 
@@ -89,7 +92,7 @@ def dataloader(records: list[dict[str, Any]], problems: list[str] | None = None)
     def loader(ident: Any) -> dict[str, Any]:
         return loaders.setdefault(int(ident), {
             "id": int(ident), "args": {}, "dataset": {}, "epochs": {}, "batch_wait_ns": [],
-            "ready_wait_ns": 0, "unknown_wait_ns": 0, "cpu_in_long_waits": {"busy_ticks": 0, "total_ticks": 0},
+            "ready_wait_ns": 0, "unknown_wait_ns": 0, "cpu_in_long_waits": {},
         })
 
     for record in records:
@@ -107,7 +110,10 @@ def dataloader(records: list[dict[str, Any]], problems: list[str] | None = None)
             entry = loader(totals["loader"])
             entry["ready_wait_ns"] = totals.get("ready_wait_ns", 0)
             entry["unknown_wait_ns"] = totals.get("unknown_wait_ns", 0)
-            entry["cpu_in_long_waits"] = {"busy_ticks": totals.get("busy_ticks", 0), "total_ticks": totals.get("total_ticks", 0)}
+            # the job's producing threads while long waits ran (older streams: the machine's busy ticks)
+            entry["cpu_in_long_waits"] = {
+                key: totals[key] for key in ("job_run_ns", "job_wait_ns", "wall_ns", "busy_ticks", "total_ticks") if key in totals
+            }
     result = []
     for ident in sorted(loaders):
         entry = loaders[ident]

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..terminal import decodable_data
+from ..terminal import data_without_surrogates
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -47,7 +47,7 @@ def write_json(path: Path, payload: Any) -> Path:
     except ValueError:
         text = json.dumps(finite(payload), separators=(",", ":"), allow_nan=False, default=str)
     if _SURROGATE_ESCAPE.search(text):
-        text = json.dumps(decodable_data(finite(payload)), separators=(",", ":"), allow_nan=False, default=str)
+        text = json.dumps(data_without_surrogates(finite(payload)), separators=(",", ":"), allow_nan=False, default=str)
     return write_text(path, text)
 
 

@@ -17,7 +17,7 @@ import msgspec
 
 from ..jsonfile import has_long_number, huge_integer
 from ..readfile import describe_os_error, read_regular
-from ..terminal import decodable_data
+from ..terminal import data_without_surrogates
 
 STREAM_SCHEMA = "perfdoctor.stream/1"
 SUFFIX = ".jsonl"
@@ -41,13 +41,13 @@ _encoder = msgspec.json.Encoder(enc_hook=_fallback)
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """One record as one line (NaN and infinity are written as null). A lone surrogate (the
-    undecodable byte of a file name, in a path or an error message) has no UTF-8: it is written as
-    a visible `\\xNN` escape rather than losing the record."""
+    """One record as one line (NaN and infinity are written as null). A string that is not
+    Unicode text (a file name's undecodable bytes, kept by Python as lone surrogates) is written
+    with those bytes escaped, `\\xff` as the terminal shows them, rather than losing the record."""
     try:
         return _encoder.encode(record) + b"\n"
     except UnicodeEncodeError:
-        return _encoder.encode(decodable_data(record)) + b"\n"
+        return _encoder.encode(data_without_surrogates(record)) + b"\n"
 
 
 def header(stream: str, **fields: Any) -> dict[str, Any]:

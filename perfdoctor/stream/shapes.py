@@ -24,7 +24,7 @@ import msgspec
 
 from ..model.ddp import DataParallelInstance, DdpInstance, ProcessGroup
 from ..model.gpu import OptimizerConfig
-from ..model.numbers import Count, NonNegative, Positive
+from ..model.numbers import Count, NonNegative, Positive, Share
 from .assemble import HOST_COLUMNS, STEP_COLUMNS
 
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]  # NVML's utilization
@@ -137,11 +137,17 @@ class TotalsRecord(Shape, kw_only=True):
     loader: Count
     ready_wait_ns: Count = 0
     unknown_wait_ns: Count = 0
-    busy_ticks: Count = 0
+    job_run_ns: Count | None = None  # the job's producing threads while long waits ran
+    job_wait_ns: Count | None = None
+    wall_ns: Count | None = None
+    busy_ticks: Count = 0  # older streams: the machine's busy ticks
     total_ticks: Count = 0
 
 
 class Ticks(Shape, kw_only=True):
+    job_run_ns: Count | None = None
+    job_wait_ns: Count | None = None
+    wall_ns: Count | None = None
     busy_ticks: Count = 0
     total_ticks: Count = 0
 
@@ -173,6 +179,7 @@ class HostMeta(Shape, kw_only=True):
     physical_cores: Count | None = None
     memory_limit_bytes: Count | None = None
     memory_limit_source: str | None = None
+    cpu_sources: dict[str, Any] | None = None
 
 
 class HostSample(Shape, kw_only=True):
@@ -188,6 +195,20 @@ class HostSample(Shape, kw_only=True):
     threads: Count | None = None
     ctx_switches_involuntary: Count | None = None
     memory_used_bytes: Count | None = None
+    # the job's CPU against everyone else's (collect/cpu.py); absent where a source is missing
+    tree_processes: Count | None = None
+    tree_cpu: NonNegative | None = None
+    others_cpu: NonNegative | None = None
+    top_others: list[tuple[str, NonNegative]] | None = None
+    tree_threads: Count | None = None
+    tree_run_ms: NonNegative | None = None
+    tree_wait_ms: NonNegative | None = None
+    main_run_ms: NonNegative | None = None
+    main_wait_ms: NonNegative | None = None
+    throttled_periods: Count | None = None
+    throttled_ms: NonNegative | None = None
+    pressure_some: Share | None = None
+    cgroup_pressure_some: Share | None = None
 
 
 class HostColumns(Shape, kw_only=True):
@@ -203,6 +224,19 @@ class HostColumns(Shape, kw_only=True):
     threads: list[Count | None] = msgspec.field(default_factory=list)
     ctx_switches_involuntary: list[Count | None] = msgspec.field(default_factory=list)
     memory_used_bytes: list[Count | None] = msgspec.field(default_factory=list)
+    tree_processes: list[Count | None] = msgspec.field(default_factory=list)
+    tree_cpu: list[NonNegative | None] = msgspec.field(default_factory=list)
+    others_cpu: list[NonNegative | None] = msgspec.field(default_factory=list)
+    top_others: list[list[tuple[str, NonNegative]] | None] = msgspec.field(default_factory=list)
+    tree_threads: list[Count | None] = msgspec.field(default_factory=list)
+    tree_run_ms: list[NonNegative | None] = msgspec.field(default_factory=list)
+    tree_wait_ms: list[NonNegative | None] = msgspec.field(default_factory=list)
+    main_run_ms: list[NonNegative | None] = msgspec.field(default_factory=list)
+    main_wait_ms: list[NonNegative | None] = msgspec.field(default_factory=list)
+    throttled_periods: list[Count | None] = msgspec.field(default_factory=list)
+    throttled_ms: list[NonNegative | None] = msgspec.field(default_factory=list)
+    pressure_some: list[Share | None] = msgspec.field(default_factory=list)
+    cgroup_pressure_some: list[Share | None] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _same_length(self, HOST_COLUMNS[1:], "t_ns", required=HOST_TIMELINE)

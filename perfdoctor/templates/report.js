@@ -34,6 +34,27 @@
       });
     });
   });
+  // Trace links open the trace view that `perfdoctor view RUN` (or the TensorBoard tab) serves
+  // next to this report. Opened from disk, there is nothing to open: say how to serve it.
+  if (window.location.protocol === "file:") {
+    // The run directory; a report of foreign traces sits in DIR/perfdoctor-report/ or NAME.perfdoctor/ beside them.
+    var folder = decodeURIComponent(window.location.pathname).replace(/\/[^\/]*$/, "").replace(/\/(perfdoctor-report|[^\/]*\.perfdoctor)$/, "") || ".";
+    Array.prototype.forEach.call(document.querySelectorAll("a.trace-link"), function (link) {
+      link.addEventListener("click", function (event) {
+        event.preventDefault();
+        var list = link.closest("ul, p, div") || link.parentNode;
+        if (list.nextElementSibling && list.nextElementSibling.classList.contains("js-note")) return;
+        var note = document.createElement("p");
+        note.className = "js-note";
+        note.appendChild(document.createTextNode("The trace view is served by perfdoctor. Run "));
+        var code = document.createElement("code");
+        code.textContent = "perfdoctor view " + folder;
+        note.appendChild(code);
+        note.appendChild(document.createTextNode(": it opens this report in your browser, with this link working (nothing leaves your machine)."));
+        list.parentNode.insertBefore(note, list.nextSibling);
+      });
+    });
+  }
   window.addEventListener("beforeprint", function () {
     Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) { d.open = true; });
   });

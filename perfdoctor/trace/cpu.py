@@ -12,8 +12,12 @@ Step breakdown
     - optimizer: ``Optimizer.step#...`` and ``Optimizer.zero_grad#...`` ranges, and user
       annotations naming the optimizer (``## optimizer ##``).
     - backward: ``autograd::engine::evaluate_function: ...`` ranges on any thread of the
-      process, every top-level range on the autograd engine's own threads (GPU training runs
-      backward there while the main thread waits), and user annotations naming backward. The
+      process, and the autograd nodes themselves (``AddmmBackward0``,
+      ``torch::autograd::AccumulateGrad``: PyTorch 1.x writes them with no engine range around
+      them), every top-level range on the autograd engine's own threads (GPU training runs
+      backward there while the main thread waits; see
+      :func:`perfdoctor.trace.threads.autograd_threads`), attributed to the main thread's step
+      window they fall in, and user annotations naming backward. The
       engine's short pauses between nodes are backward too: a gap between backward ranges is
       filled unless the main thread does something else in it.
     - forward: ``nn.Module`` ranges and user annotations naming forward (e.g.
@@ -51,11 +55,11 @@ from perfdoctor.trace.categories import Category
 from perfdoctor.trace.model import Trace
 from perfdoctor.trace.nesting import self_time, top_level
 from perfdoctor.trace.ranges import (
-    BACKWARD_PREFIX,
     DATALOADER_PREFIX,
     OPTIMIZER_PREFIXES,
     host_ranges,
     op_parents,
+    backward_mask,
     operator_mask,
     profiler_step_mask,
 )
@@ -133,6 +137,11 @@ def _intervals(trace: Trace, mask: np.ndarray) -> iv.Intervals:
 
 
 def _phase_sets(trace: Trace, windows: list[StepWindow]) -> dict[str, iv.Intervals]:
+    # Some of the trace's own windows (the measured ones) share the sets of all of them: the
+    # phases inside a window do not depend on which other windows are asked about.
+    every = step_windows(trace)
+    if set(windows) <= set(every):
+        windows = every
     key = ("phase_sets", tuple(windows))
     if key not in trace.derived:
         trace.derived[key] = _compute_phase_sets(trace, windows)
@@ -152,8 +161,7 @@ def _compute_phase_sets(trace: Trace, windows: list[StepWindow]) -> dict[str, iv
     optimizer = main_ranges & (
         trace.name_mask(lambda n: n.startswith(OPTIMIZER_PREFIXES)) | _annotation_mask(trace, _OPTIMIZER_ANNOTATION)
     )
-    in_process = host_ranges(trace) & (trace.pid == main.pid)
-    backward = in_process & trace.name_mask(lambda n: n.startswith(BACKWARD_PREFIX))
+    backward = backward_mask(trace) & (trace.pid == main.pid)
     backward |= main_ranges & _annotation_mask(trace, _BACKWARD_ANNOTATION)
     for thread in autograd_threads(trace):
         work = on_thread(trace, thread) & trace.category_mask(Category.CPU_OP, Category.USER_ANNOTATION)

@@ -36,7 +36,7 @@ class _Args(msgspec.Struct, frozen=True, gc=False):
     external_id_v1: int = msgspec.field(default=-1, name="external id")  # GPU events, PyTorch <= 1.9
     correlation: int = -1
     device: int = -1
-    stream: int = -1
+    stream: int | str = -1  # ROCm's runtime calls write it as a pointer in hex text ("0x0")
     nbytes: int = msgspec.field(default=-1, name="bytes")
     flops: float = -1.0  # recorded with with_flops=True
     input_dims: msgspec.Raw = msgspec.field(default=_NO_RAW, name="Input Dims")
@@ -107,6 +107,20 @@ def _number_literal(value: Any) -> bytes:
     if isinstance(value, float) and not math.isfinite(value):
         return b"nan"
     return repr(value).encode()
+
+
+def _decimal(text: str) -> int | None:
+    """The int64 a string holds as numpy's int conversion (Python's int()) reads it, else None."""
+    try:
+        number = int(text)
+    except ValueError:
+        return None
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
+
+
+def _text_int(value: Any) -> int:
+    number = _decimal(value) if type(value) is str else None
+    return -1 if number is None else number
 
 
 def _short_text(value: Any) -> str:
@@ -329,6 +343,8 @@ class ColumnBuilder:
                     kept[field.name] = value
                 elif field.name == "flops" and isinstance(value, (int, float)) and not isinstance(value, bool):
                     kept[field.name] = _finite_float(value)
+                elif field.name == "stream" and isinstance(value, str):
+                    kept[field.name] = value
                 elif isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
                     kept[field.name] = value
                 else:
@@ -429,24 +445,39 @@ class ColumnBuilder:
 
     def _int64s(self, values: list, key: str) -> np.ndarray:
         """An int column of args; a value beyond int64 (the decoder accepts any integer) is
-        unusable: -1, as for a missing one, and noted."""
+        unusable: -1, as for a missing one, and noted. A text value (only `stream` may be one:
+        ROCm writes the host call's stream handle, "0x0") is its decimal number, else -1: streams
+        matter on the device side, where every version writes a number."""
         try:
             return np.fromiter(values, dtype=np.int64, count=len(values))
+        except (ValueError, TypeError):
+            # As numpy reads the chunk when every value converts: decimal text is its number.
+            values = [v if type(v) is int else _text_int(v) for v in values]
+            return self._int64s(values, key)
         except OverflowError:
             bad = [v for v in values if not _INT64_MIN <= v <= _INT64_MAX]
             self.skipped.add(f"args[{_ARG_NAMES[key]!r}] beyond 64 bits ignored", len(bad), events=False)
             return np.fromiter((v if _INT64_MIN <= v <= _INT64_MAX else -1 for v in values), dtype=np.int64, count=len(values))
 
     def _ids(self, values: list) -> np.ndarray:
-        """pid/tid values (ints, or strings like "Spans") as int64."""
+        """pid/tid values (ints, or strings like "Spans") as int64. A decimal string ("25738", as
+        PyTorch 1.x writes tids) is that number whatever else its chunk holds: numpy converts it
+        when every value in the chunk converts, so the fallback must too, or one thread would
+        get two ids depending on where the reader's blocks happen to end."""
         try:
             return np.fromiter(values, dtype=np.int64, count=len(values))
         except (TypeError, ValueError, OverflowError):
-            return np.fromiter(
-                (v if type(v) is int and _INT64_MIN <= v <= _INT64_MAX else self.string_id(str(v)) for v in values),
-                dtype=np.int64,
-                count=len(values),
-            )
+            return np.fromiter(map(self.id_of, values), dtype=np.int64, count=len(values))
+
+    def id_of(self, value: Any) -> int:
+        """One pid/tid as int64 (see _ids)."""
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        if type(value) is str:
+            number = _decimal(value)
+            if number is not None:
+                return number
+        return self.string_id(str(value))
 
     def string_id(self, text: str) -> int:
         """A stable id for a string pid/tid: the same string gets the same id in every trace."""
@@ -480,8 +511,7 @@ class ColumnBuilder:
 
     def _metadata_event(self, event: Any) -> None:
         label = event.args.label
-        pid = event.pid if type(event.pid) is int else self.string_id(str(event.pid))
-        tid = event.tid if type(event.tid) is int else self.string_id(str(event.tid))
+        pid, tid = self.id_of(event.pid), self.id_of(event.tid)
         if event.name == "thread_name" and isinstance(label, str):
             self.metadata.thread_names[(pid, tid)] = label
         elif event.name == "process_name" and isinstance(label, str):

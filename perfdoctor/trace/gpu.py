@@ -22,10 +22,12 @@ Quantities, per step, for one device (the one with the most kernel time unless c
   activity that ends them; ``idle_host_wait_ns`` is their sum capped at ``idle_ns``.
 - ``syncs``: host calls that block until the device catches up: ``cudaDeviceSynchronize``,
   ``cudaStreamSynchronize``, ``cudaEventSynchronize``, synchronous ``cudaMemcpy*`` (not
-  ``*Async``), their driver (``cu*``) and HIP twins, plus ``cuda_sync`` events of kind Stream /
+  ``*Async``), their driver (``cu*``) and HIP twins (and ``hipMemcpyWithStream``, ROCm
+  PyTorch's blocking copy), plus ``cuda_sync`` events of kind Stream /
   Context / Event Sync that no such call accounts for (``Stream Wait Event`` is a device-side
   wait and is not counted). ``sync_ns`` is the host time spent in them.
-- pageable copies: memcpys with ``Pageable`` in the name.
+- pageable copies: memcpys with ``Pageable`` in the name (CUPTI's; ROCm's copies are named
+  ``Memcpy HtoD (Host -> Device)`` whatever the host memory, so an AMD trace shows none).
 - causes: for syncs and pageable copies, the CPU op that issued the host call (via correlation
   and :func:`perfdoctor.trace.links.responsible_op`), counted by op name.
 - launch-bound evidence: kernel count and the number shorter than ``short_kernel_ns`` (10 us).
@@ -33,7 +35,7 @@ Quantities, per step, for one device (the one with the most kernel time unless c
   Cores: MMA shape tags (``h884``, ``h1688``, ``h16816``, ``s1688``, ``s16816``, ``i8816``,
   ``i16832``), ``hmma``, ``imma``, ``xmma``, ``wmma``, ``wgmma``, ``tensorop`` (CUTLASS),
   ``_tc_``, architecture-tagged library kernels (``sm80_``, ``sm86_``, ``sm89_``, ``sm90_``,
-  ``sm100_``), a ``gemm`` with ``f16``/``bf16``/``fp16``/``tf32`` in its name, and FlashAttention
+  ``sm100_``), AMD Matrix Core (MFMA) kernels of Tensile and hipBLASLt (``_MI16x16x1``), a ``gemm`` with ``f16``/``bf16``/``fp16``/``tf32`` in its name, and FlashAttention
   (``flash_fwd``, ``flash_bwd``, ``fmha``). A heuristic: names are all a trace offers.
 """
 
@@ -58,6 +60,7 @@ COMM_KERNEL = re.compile(
 )
 TENSOR_CORE_KERNEL = re.compile(
     r"h884|h1688|h16816|s884|s1688|s16816|i8816|i16832|hmma|imma|xmma|wmma|wgmma|tensorop|_tc_"
+    r"|_MI\d+x\d+x\d+"  # Tensile/hipBLASLt kernels on AMD Matrix Cores (the MFMA instruction's shape)
     r"|sm8[0-9]_|sm9[0-9]_|sm1[0-9]{2}_"
     r"|gemm.*(?:bf16|f16|fp16|tf32)|(?:bf16|f16|fp16|tf32).*gemm"
     r"|flash_fwd|flash_bwd|fmha",
@@ -71,7 +74,12 @@ SYNC_CALLS = frozenset(
         "cuCtxSynchronize", "cuStreamSynchronize", "cuEventSynchronize",
         "cuMemcpy", "cuMemcpyDtoH", "cuMemcpyDtoH_v2", "cuMemcpyHtoD", "cuMemcpyHtoD_v2", "cuMemcpyDtoD",
         "cuMemcpyDtoD_v2", "cuMemcpy2D", "cuMemcpy2D_v2", "cuMemcpyPeer",
-        "hipDeviceSynchronize", "hipStreamSynchronize", "hipEventSynchronize", "hipMemcpy",
+        "hipDeviceSynchronize", "hipStreamSynchronize", "hipEventSynchronize", "hipCtxSynchronize",
+        "hipMemcpy", "hipMemcpy2D", "hipMemcpy3D", "hipMemcpyDtoH", "hipMemcpyHtoD", "hipMemcpyDtoD",
+        "hipMemcpyPeer", "hipMemcpyToSymbol", "hipMemcpyFromSymbol",
+        # PyTorch on ROCm copies with hipMemcpyWithStream where CUDA builds call cudaMemcpyAsync
+        # and then cudaStreamSynchronize: the call itself blocks until the copy is done.
+        "hipMemcpyWithStream",
     }
 )
 HOST_BLOCKING_SYNC_KINDS = ("Stream Sync", "Context Sync", "Event Sync", "Device Sync")

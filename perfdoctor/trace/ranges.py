@@ -18,6 +18,12 @@ from perfdoctor.trace.nesting import parents
 
 PROFILER_STEP = re.compile(r"ProfilerStep#(\d+)$")
 BACKWARD_PREFIX = "autograd::engine::evaluate_function:"
+#: An autograd graph node run by the engine, named as PyTorch 1.x traces name it with no
+#: ``evaluate_function:`` range around it (``CudnnConvolutionBackward``, ``AddmmBackward0``,
+#: ``torch::autograd::AccumulateGrad``); later versions nest the same names inside one.
+AUTOGRAD_NODE = re.compile(
+    r"^(?:torch::autograd::)?(?:[A-Za-z_][A-Za-z0-9_]*Backwards?\d*|AccumulateGrad|GraphRoot)$"
+)
 DATALOADER_PREFIX = "enumerate(DataLoader)#"
 OPTIMIZER_PREFIXES = ("Optimizer.step#", "Optimizer.zero_grad#")
 #: Categories of ranges recorded on CPU threads (not runtime calls, which are not model code).
@@ -38,6 +44,16 @@ def host_ranges(trace: Trace) -> np.ndarray:
         trace, "host_ranges",
         lambda: trace.category_mask(*HOST_RANGES) & (trace.pid > STRING_ID_BASE) & (trace.tid > STRING_ID_BASE),
     )
+
+
+def is_backward_name(name: str) -> bool:
+    """An autograd engine range: ``autograd::engine::evaluate_function: ...`` or a bare node."""
+    return name.startswith(BACKWARD_PREFIX) or AUTOGRAD_NODE.match(name) is not None
+
+
+def backward_mask(trace: Trace) -> np.ndarray:
+    """Host ranges that are autograd engine work, on any thread."""
+    return _cached(trace, "backward_ranges", lambda: host_ranges(trace) & trace.name_mask(is_backward_name))
 
 
 def profiler_step_mask(trace: Trace) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from perfdoctor.trace.model import Trace
 from perfdoctor.trace.nesting import top_level
-from perfdoctor.trace.ranges import BACKWARD_PREFIX, host_ranges, profiler_step_mask
+from perfdoctor.trace.ranges import backward_mask, host_ranges, profiler_step_mask
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,15 @@ def main_thread(trace: Trace) -> ThreadId | None:
 
 
 def autograd_threads(trace: Trace) -> list[ThreadId]:
-    """Threads other than the main one that run autograd engine work (GPU backward)."""
+    """Threads of the main process, other than the main one, that run autograd engine work: GPU
+    backward runs on the engine's device threads while the main thread waits in backward().
+    Recognised by the engine's ranges (``autograd::engine::evaluate_function: ...``) or, in
+    PyTorch 1.x traces that have none, by the graph nodes themselves (``...Backward``,
+    ``torch::autograd::AccumulateGrad``)."""
     if "autograd_threads" in trace.derived:
         return trace.derived["autograd_threads"]
     main = main_thread(trace)
-    backward = host_ranges(trace) & trace.name_mask(lambda name: name.startswith(BACKWARD_PREFIX))
+    backward = backward_mask(trace)
     threads: list[ThreadId] = []
     if backward.any():
         pairs = np.unique(np.stack([trace.pid[backward], trace.tid[backward]], axis=1), axis=0)

@@ -29,6 +29,17 @@ def test_merge_names_the_straggler_and_the_wait():
     assert [row.rank for row in merged.ranks] == [0, 1, 2]
 
 
+def test_the_straggler_points_at_its_own_slowest_step():
+    from perfdoctor.model.finding import TraceLocation
+
+    def place(rank):
+        return TraceLocation(label=f"step 7 of rank {rank}", trace=f"tb/x/rank{rank}.pt.trace.json.gz", start_ns=1, end_ns=2, step=7, rank=rank)
+
+    summaries = [msgspec.structs.replace(summary(rank, local), slowest_step=place(rank)) for rank, local in ((0, 40.0), (1, 71.0), (2, 41.0))]
+    merged = merge_ranks(summaries, world_size=3)
+    assert merged.straggler.trace_step == place(1)
+
+
 def test_a_rank_slowest_only_in_some_steps_is_not_consistent():
     fast, noisy = summary(0, 40.0), summary(1, 41.0)
     noisy.local_ms = [45.0 if i % 2 else 35.0 for i in range(200)]  # slowest every other step

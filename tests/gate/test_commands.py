@@ -154,19 +154,20 @@ def test_diff_of_a_real_run_directory(monkeypatch, capsys, tmp_path):
 
 
 def test_check_and_diff_import_nothing_heavy(tmp_path):
-    """A CI gate must start fast: no torch, numpy or jinja2, and well under 0.3 s of imports."""
+    """A CI gate must start fast: no torch, numpy or jinja2, and few modules at all. Counted, not
+    timed: import time on a busy CI runner says more about the runner than about perfdoctor."""
     run = write_run(tmp_path / "run", reference_report())
     program = (
         "import sys\n"
+        "before = set(sys.modules)\n"
         "import perfdoctor.cli as cli\n"
         f"assert cli.main(['check', {str(run)!r}, '--max-step-time-ms', '100', '--baseline', {str(run)!r}]) == 0\n"
         f"assert cli.main(['diff', {str(run)!r}, {str(run)!r}]) == 0\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'jinja2', 'psutil'))\n"
         "assert not heavy, heavy\n"
+        "print(len(set(sys.modules) - before))\n"
     )
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", program], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    timings = [line.split("|") for line in result.stderr.splitlines() if line.startswith("import time:") and "self [us]" not in line]
-    started = next(i for i, parts in enumerate(timings) if parts[2].strip() == "perfdoctor")  # after the interpreter's own start-up
-    total_s = sum(int(parts[0].split(":")[1]) for parts in timings[started:]) / 1e6
-    assert total_s < 0.3, f"{total_s:.3f} s of imports"
+    imported = int(result.stdout.strip().splitlines()[-1])
+    assert imported < 200, f"check and diff imported {imported} modules"  # about 100 when written

@@ -77,9 +77,25 @@ def test_without_operator_statistics_the_diff_says_so():
 def test_the_page_is_self_contained_escaped_and_its_script_allowed_by_hash(pair):
     html = render_diff_html(build_diff(*pair), *pair)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "aten::conv2d" in html and "dataloader-bottleneck" in html and "reference_cnn.py" in html
+    assert "aten::<wbr>conv2d" in html and "dataloader-bottleneck" in html and "reference_cnn.py" in html
     assert not re.search(r"""(src|href)=["']https?:""", html)
     policy = re.search(r"script-src '(sha256-[^']+)'", html).group(1)
     (script,) = re.findall(r"<script>(.*?)</script>", html, re.S)
     assert policy == "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert html.count("<svg") >= 2  # both runs' breakdown bars
+
+
+def _findings_section(html):
+    return re.sub(r"<[^>]+>", " ", html.split('<section id="findings">')[1].split("</section>")[0])
+
+
+def test_the_page_says_when_neither_run_has_findings(tmp_path):
+    a, b = reference_report(), reference_report()
+    a["findings"], b["findings"] = [], []
+    pair = loaded(a, tmp_path / "a" / "report.json"), loaded(b, tmp_path / "b" / "report.json")
+    text = _findings_section(render_diff_html(build_diff(*pair), *pair))
+    assert "Neither run has findings." in text and "same" not in text
+    b["findings"] = a["findings"] = [finding("same", "info", 0.02)]
+    pair = loaded(a, tmp_path / "a2" / "report.json"), loaded(b, tmp_path / "b2" / "report.json")
+    text = _findings_section(render_diff_html(build_diff(*pair), *pair))
+    assert "The same 1 finding in both runs" in text

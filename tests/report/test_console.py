@@ -18,8 +18,8 @@ def test_the_summary_of_the_reference_run():
         "perfdoctor: /work/main/sample_workloads/reference_cnn.py completed in 6.1 s; 100 steps, 22.4 ms/step (median, p95 45.5)",
         "  where a step goes: dataloader 2% · forward 47% · backward 47% · optimizer 3% · other 2%",
         "  findings: none; nothing measured here calls for a change",
-        "  report: RUN/report.html  (data: RUN/report.json)",
-        "  traces and scalars: tensorboard --logdir RUN/tb",
+        "  report: RUN/report.html  (data: RUN/report.json; with its trace view: perfdoctor view RUN)",
+        "  traces and scalars: tensorboard --logdir RUN/tb  (the perfdoctor tab)",
     ]
 
 

@@ -268,8 +268,9 @@ def test_reference_report_renders_every_section():
     assert "step 0 168 ms" in visible(timeline)
     # Operators: the (empty) statistics say n/a, and how to open the trace.
     operators = visible(section(html, "operators"))
-    assert "tb/reference_cnn/vm_3672.1795773647809.pt.trace.json.gz" in operators
-    assert "tensorboard --logdir RUN/tb" in operators and "ui.perfetto.dev" in operators
+    link = Page(section(html, "operators")).all("a", **{"class": "trace-link"})
+    assert [a["href"] for a in link] == ["trace.html?trace=tb/reference_cnn/vm_3672.1795773647809.pt.trace.json.gz"]
+    assert "perfdoctor view RUN" in operators and "tensorboard --logdir RUN/tb" in operators
     # DataLoader, host, environment.
     loader = visible(section(html, "dataloader"))
     assert "TensorDataset, 6,400 samples" in loader and "49.5 ms" in loader and "5.68 ms" in loader
@@ -277,7 +278,10 @@ def test_reference_report_renders_every_section():
     assert "1.84 cores" in host and "389.2 MiB" in host and "92.4% (p90 100%)" in host and "68.7/s" in host
     environment = visible(section(html, "environment"))
     assert "2.13.0+cpu" in environment and "OpenMP" in environment
-    assert "Steps run under the profiler: 5–10." in environment
+    # Which steps the trace holds (6-10, as --profile-steps and ProfilerStep#N count them), and the
+    # profiler's warm-up step 5, which ran under it but is not in the trace.
+    assert "it traced steps 6–10 (0-based" in environment
+    assert "It also ran during step 5, its warm-up, which the trace leaves out: steps 5–10 all ran under the profiler" in environment
     assert_no_none_or_nan(html)
 
 
@@ -310,7 +314,7 @@ def test_rich_report_shows_findings_gpu_and_ddp():
     assert "before forward 0.265 ms 1%" in step and "rest of other" in step
     # Operators.
     ops = section(html, "operators")
-    assert ops.count("<tr>") == 3 and "aten::convolution_backward" in ops and "40.2 ms" in visible(ops)
+    assert ops.count("<tr>") == 3 and "aten::<wbr>convolution_<wbr>backward" in ops and "40.2 ms" in visible(ops)
     assert "412" in visible(ops) and "8.5 µs" in visible(ops) and "12%" in visible(ops)
     # GPU: the headline facts, the causes as tables, every measurement as generic tables.
     gpu = section(html, "gpu")
@@ -604,3 +608,51 @@ def test_templates_come_from_the_package_through_one_environment():
     assert environment is templates.environment()  # built once
     assert isinstance(environment.loader, jinja2.PackageLoader) and environment.autoescape is True
     assert Path(environment.get_template("report.html.j2").filename).parent == Path(templates.__file__).parents[1] / "templates"
+
+
+# --- defects seen in a real browser (issue 15) -----------------------------------------------------
+
+
+def test_a_report_of_foreign_traces_claims_no_run_status():
+    html = render_html(durations_only())
+    badges = Page(html.split('<section id="findings">')[0]).all("span", **{"class": "badge"})
+    assert [b.get("class") for b in badges if "status-" in (b.get("class") or "")] == ["badge status-trace"]
+    assert "from traces" in Page(html).visible and "badge status-completed" not in html
+
+
+def test_no_findings_is_said_once():
+    text = Page(render_html(reference())).visible
+    assert text.count("No findings") + text.count("no findings") == 2  # the header's badge, and the section's sentence
+    assert text.count("Nothing measured in this run calls for a change") == 1
+
+
+def test_the_header_shows_samples_per_second_as_check_measures_it():
+    from perfdoctor.gate.budgets import samples_per_second
+
+    report = reference()
+    header = visible(render_html(report).split('<section id="findings">')[0])
+    measured = samples_per_second(report)
+    assert measured is not None and f"Samples/s {fmt_num(measured.value)}" in header and "Samples/s 2,863" in header
+
+
+def test_findings_link_to_their_places_in_the_trace():
+    document = rich_json()
+    document["findings"][0]["locations"] = [{
+        "label": "the longest DataLoader wait (12.00 ms) in step 7, 0.10 ms after it starts", "trace": "tb/x/w.pt.trace.json.gz",
+        "start_ns": 1000, "end_ns": 9000, "step": 7, "op": "enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", "rank": None,
+    }]
+    html = render_html(typed(document))
+    (link,) = Page(section(html, "findings")).all("a", **{"class": "trace-link"})
+    assert link["href"] == ("trace.html?trace=tb%2Fx%2Fw.pt.trace.json.gz&start_ns=1000&end_ns=9000"
+                            "&op=enumerate%28DataLoader%29%23_SingleProcessDataLoaderIter.__next__"
+                            "&label=the+longest+DataLoader+wait+%2812.00+ms%29+in+step+7%2C+0.10+ms+after+it+starts")
+    assert "In the trace" in visible(section(html, "findings"))
+
+
+def test_the_ddp_section_has_fixed_columns_and_no_nested_generic_tables():
+    html = render_html(rich())
+    ddp = section(html, "ddp")
+    heads = re.findall(r'<th scope="col" title="([a-z0-9_]+)"', ddp.split("</thead>")[0])
+    assert heads == ["rank", "node", "status", "steps", "step_p50_ms", "local_p50_ms", "dataloader_ms", "forward_ms",
+                     "backward_ms", "optimizer_ms", "other_ms", "comm_ms", "exposed_comm_ms"]
+    assert "table.kv table.kv" not in ddp and ddp.count('<table class="kv') <= 2  # DDP's log, folded away

@@ -21,11 +21,25 @@ class TestBottleneck:
         finding = check(DataLoaderBottleneck(), data)
         assert finding is not None and finding.id == "dataloader-bottleneck"
         assert finding.evidence["wait_share"] == pytest.approx(0.60)
-        assert finding.evidence["num_workers"] == 0 and finding.evidence["suggested_num_workers"] == 2
+        # CPU-bound loading (nothing says otherwise) on 2 cores beside 2 intra-op threads: 2 workers
+        # would fight the threads (the Lightning MNIST, 1.7x slower). The plan that fits:
+        # 1 worker and 1 thread; compute 25.6 ms doubles to 51.2 ms, the 38.4 ms load hides in it.
+        assert finding.evidence["num_workers"] == 0 and finding.evidence["suggested_num_workers"] == 1
+        assert finding.evidence["suggested_intra_op_threads"] == 1
+        assert finding.estimated_saving == pytest.approx(1 - 51.2 / 64, abs=0.01)
+        assert "torch.set_num_threads(1)" in finding.fix and "num_workers=1" in finding.fix
+        assert "60%" in finding.title and finding.confidence == "high"
+
+    def test_loading_that_sleeps_on_storage_gets_workers_without_cutting_threads(self):
+        loader = make_loader(num_workers=0, wait_total_ms=0.6 * 64 * 100)
+        loader.job_cores_in_waits, loader.job_cpu_wait_share_in_waits = 0.1, 0.0  # the loading thread mostly sleeps
+        data = make_run(WAITING, step_ms=64.0, loaders=[loader])
+        finding = check(DataLoaderBottleneck(), data)
+        assert finding is not None and finding.evidence["suggested_num_workers"] == 2
+        assert finding.evidence["suggested_intra_op_threads"] == 2 and "set_num_threads" not in finding.fix
         # 2 workers make a 38.4 ms load arrive every 19.2 ms, inside the 25.6 ms of compute.
         assert finding.estimated_saving == pytest.approx(0.60, abs=0.01)
-        assert finding.severity == "critical"
-        assert "num_workers=2" in finding.fix and "41%" not in finding.title and "60%" in finding.title
+        assert "storage" in finding.advice
 
     def test_idle_workers_are_told_the_wait_is_io(self):
         loader = make_loader(num_workers=2, wait_total_ms=0.4 * 50 * 100, cores_busy=0.2)
@@ -78,6 +92,11 @@ class TestCpuSaturated:
         assert finding.evidence["cores_busy_during_waits_share"] == 0.99
         assert finding.estimated_saving == pytest.approx(0.38)
         assert "more workers" in finding.advice
+        # Its fix makes samples cheaper and leaves the workers as they are (no fewer, no more), and
+        # its docs are about fast transforms, not the DataLoader's worker options.
+        assert "num_workers=2," in finding.fix and "num_workers=1" not in finding.fix
+        assert "TensorDataset" in finding.fix
+        assert "transforms" in finding.docs and "docs/stable/data.html" not in finding.docs
 
     def test_silent_when_cores_idle_during_waits(self):
         data = make_run(WAITING, loaders=[make_loader(num_workers=2, wait_total_ms=1200, cores_busy=0.3)])

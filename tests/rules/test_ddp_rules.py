@@ -109,6 +109,16 @@ class TestStraggler:
         assert finding is not None and finding.evidence["straggler_rank"] == 1
         assert finding.evidence["others_wait_per_step_ms"] == 32.0 and finding.evidence["slowest_phase"] == "other"
         assert finding.estimated_saving == pytest.approx(0.32) and "Rank 1" in finding.title
+        assert finding.locations == []  # no trace of the slow rank: nowhere to point
+
+    def test_points_at_the_slow_ranks_slowest_step_in_its_trace(self):
+        from perfdoctor.model.finding import TraceLocation
+
+        place = TraceLocation(label="step 8, the slowest profiled step", trace="tb/train/rank1.pt.trace.json.gz", start_ns=10, end_ns=20, step=8, rank=1)
+        ranks = [rank_row(0, "a"), rank_row(1, "b", local_p50_ms=72.0, other_ms=33.0)]
+        slow = straggler(local_p50_ms=72.0, others_wait_ms_per_step=32.0, trace_step=place)
+        finding = check(DdpStraggler(), ddp_run(ranks=ranks, straggler=slow))
+        assert finding is not None and finding.locations == [place]
 
     def test_a_rank_that_is_only_sometimes_slowest_is_noise(self):
         sometimes = straggler(local_p50_ms=72.0, others_wait_ms_per_step=32.0, slowest_step_share=0.55)

@@ -75,9 +75,14 @@ def test_the_saturation_threshold_lives_in_analysis_only():
         assert "cores_busy_share" not in {f.name for f in dataclasses.fields(rule.Thresholds())}
     with pytest.raises(PerfdoctorError, match="unknown threshold"):
         evaluate(make_run(), Config(rules={"dataloader-bottleneck": {"cores_busy_share": 0.5}}))
+    # The job's producing threads asked for 1.9 of 2 cores while the waits ran (running or runnable).
+    measured = {"cpu_in_long_waits": {"job_run_ns": 60_000_000, "job_wait_ns": 130_000_000, "wall_ns": 100_000_000}, "batch_wait_ns": [1_000_000]}
+    (loader,) = summarize_loaders({"loaders": [{"id": 0, **measured}]}, usable_cores=2)
+    assert loader.cores_busy_in_waits == pytest.approx(0.95) and loader.cores_saturated is True
+    # The machine's busy ticks (streams from before) cannot tell the job from others: not saturated.
     ticks = {"cpu_in_long_waits": {"busy_ticks": 95, "total_ticks": 100}, "batch_wait_ns": [1_000_000]}
-    (loader,) = summarize_loaders({"loaders": [{"id": 0, **ticks}]})
-    assert loader.cores_busy_in_waits == 0.95 and loader.cores_saturated is True
+    (loader,) = summarize_loaders({"loaders": [{"id": 0, **ticks}]}, usable_cores=2)
+    assert loader.cores_busy_in_waits is None and loader.cores_saturated is False
 
 
 # --- the engine ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from perfdoctor.rules.registry import all_rules, builtin_rule_classes, builtin_r
 WAITING = {"dataloader": 0.60, "forward": 0.15, "backward": 0.20, "optimizer": 0.03, "other": 0.02}
 CPU_IDS = {
     "dataloader-bottleneck", "dataloader-persistent-workers", "dataloader-cpu-saturated",
-    "cpu-thread-oversubscription", "main-loop-preprocessing", "host-overhead-bound",
+    "cpu-thread-oversubscription", "main-loop-preprocessing", "host-overhead-bound", "cpu-contention",
 }
 
 
@@ -40,7 +40,7 @@ def test_every_rule_class_in_the_package_is_registered_without_a_list():
     }
     registered = set(builtin_rule_classes())
     assert defined == registered, defined ^ registered
-    assert len(registered) == 23
+    assert len(registered) == 24
     assert not any(hasattr(importlib.import_module(name), "RULES") for name in rule_modules())  # no lists to forget
 
 

@@ -3,6 +3,7 @@ keeps the old file when a write fails, and a trace export that is complete or ab
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def test_a_garbled_line_in_the_middle_is_skipped(tmp_path):
     path.write_bytes(lines.encode(lines.header("host")) + b"\x00\x00garbage\n" + lines.encode({"sample": {"t_ns": 5, "rss": 1}}))
     found = lines.read(path)
     assert found.skipped == 1 and assemble.host(found.records)["samples"]["t_ns"] == [5]
+
+
+def test_a_file_name_that_is_not_utf8_is_kept_as_a_visible_escape(tmp_path):
+    """os.fsdecode keeps an undecodable byte as a lone surrogate, which UTF-8 cannot store: the
+    record is written with that byte as the terminal shows it, and nothing else changes."""
+    path = tmp_path / "run.jsonl"
+    name = os.fsdecode(b"train-\xff.py")
+    path.write_bytes(lines.encode(lines.header("run")) + lines.encode({"start": {"argv": [name, "--lr=\u00e9"], name: 1}}))
+    found = lines.read(path)
+    assert found.skipped == 0
+    assert found.records == [{"start": {"argv": ["train-\\xff.py", "--lr=\u00e9"], "train-\\xff.py": 1}}]
 
 
 def test_tail_returns_only_complete_records_as_the_file_grows(tmp_path):

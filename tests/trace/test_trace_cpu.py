@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from trace_builders import SEED_TRACE, annotation, cpu_training_events, op, shared_trace, shifted, write_trace
+from trace_builders import KINETO_RESNET50_WORKERS_0, SEED_TRACE, annotation, cpu_training_events, op, shared_trace, shifted, write_trace
 
 from perfdoctor.trace import read_trace
 from perfdoctor.trace.cpu import PHASES, cpu_breakdown, host_op_stats, top_operators
@@ -25,6 +25,39 @@ def test_backward_on_an_autograd_thread(tmp_path):
     """GPU-style: backward ranges on another thread count for the main thread's step."""
     (step,) = cpu_breakdown(read_trace(write_trace(tmp_path, cpu_training_events(tid2=2))))
     assert _phases(step) == {"dataloader": 100, "forward": 180, "backward": 200, "optimizer": 220, "other": 300}
+
+
+def _torch1_backward(events: list[dict]) -> list[dict]:
+    """The same step as PyTorch 1.x writes it: autograd nodes with no evaluate_function range."""
+    renamed = {
+        "autograd::engine::evaluate_function: AddmmBackward0": "AddmmBackward",
+        "autograd::engine::evaluate_function: ReluBackward0": "ReluBackward1",
+    }
+    return [{**e, "name": renamed[e["name"]], "cat": "Operator"} if e["name"] in renamed else e
+            for e in events if e["name"] != "AddmmBackward0"]
+
+
+@pytest.mark.parametrize("tid2", [None, 2], ids=["main-thread", "autograd-thread"])
+def test_torch1_backward_nodes_without_engine_ranges(tmp_path, tid2):
+    (step,) = cpu_breakdown(read_trace(write_trace(tmp_path, _torch1_backward(cpu_training_events(tid2=tid2)))))
+    assert _phases(step) == {"dataloader": 100, "forward": 180, "backward": 200, "optimizer": 220, "other": 300}
+
+
+def test_torch1_backward_on_the_engine_thread_of_a_real_v100_trace():
+    """TensorBoard's ResNet-50 sample (PyTorch 1.9, V100): backward runs on the engine's thread
+    as bare ...Backward nodes; once it showed 0% and forward swallowed it."""
+    from perfdoctor.trace.threads import autograd_threads, main_thread
+
+    trace = read_trace(KINETO_RESNET50_WORKERS_0)
+    assert main_thread(trace).tid == 25738
+    assert [t.tid for t in autograd_threads(trace)] == [25772]
+    steps = cpu_breakdown(trace)
+    assert [s.step.number for s in steps] == [5, 6, 7, 8, 9, 10]
+    for step in steps:
+        shares = step.fractions()
+        assert 0.18 < shares["backward"] < 0.23, shares
+        assert 0.22 < shares["forward"] < 0.28, shares  # no longer covering backward's time
+        assert 0.37 < shares["dataloader"] < 0.42, shares
 
 
 def test_main_thread_work_in_an_engine_gap_is_not_backward(tmp_path):

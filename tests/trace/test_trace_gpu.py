@@ -111,3 +111,36 @@ def test_v100_steady_state():
         assert s.kernel_ns == pytest.approx(93.6e6, rel=0.01)
         assert 0.97 < s.utilization < 0.99
     assert all(s.memcpy.dtod_ns > 0 and s.memcpy.count == 320 for s in steps)
+
+
+def test_vendor_from_runtime_calls_or_device_names(tmp_path):
+    from trace_builders import HTA_MI250, op
+
+    from perfdoctor.trace.vendor import trace_vendor
+
+    assert trace_vendor(read_trace(HTA_MI250)) == "amd"
+    assert trace_vendor(read_trace(write_trace(tmp_path, gpu_training_events()))) == "nvidia"
+    assert trace_vendor(read_trace(SEED_TRACE)) is None  # CPU only
+    named = write_trace(tmp_path, [op("aten::mm", 0, 1)], deviceProperties=[{"id": 0, "name": "AMD Instinct MI300X"}])
+    assert trace_vendor(read_trace(named)) == "amd"
+
+
+def test_rocm_syncs_and_launches(tmp_path):
+    """hipMemcpyWithStream blocks like cudaMemcpy; hipExtModuleLaunchKernel launches like cudaLaunchKernel."""
+    from trace_builders import annotation, op
+
+    events = [
+        annotation("ProfilerStep#1", 0, 1000),
+        op("aten::to", 100, 60),
+        op("hipMemcpyWithStream", 105, 50, cat="cuda_runtime", args={"correlation": 1}),
+        op("Memcpy HtoD (Host -> Device)", 120, 20, cat="gpu_memcpy", pid=2, tid=0, args={"device": 2, "stream": 0, "correlation": 1}),
+        op("hipExtModuleLaunchKernel", 300, 5, cat="cuda_runtime", args={"correlation": 2}),
+        op("Cijk_Ailk_Bljk_HHS_BH_MT128x128x32_MI32x32x8", 500, 300, cat="kernel", pid=2, tid=0,
+           args={"device": 2, "stream": 0, "correlation": 2}),
+    ]
+    (step,) = gpu_steps(read_trace(write_trace(tmp_path, events)))
+    assert step.device == 2 and step.syncs == 1 and step.sync_ns == 50_000
+    assert step.sync_causes == [Cause("aten::to", 1, 50_000)]
+    assert step.kernels == 1 and step.tensor_core_ns == 300_000  # MFMA on the Matrix Cores
+    assert step.memcpy.htod_ns == 20_000 and step.pageable_copies == 0  # ROCm does not say pageable or pinned
+    assert step.idle_host_wait_ns > 0  # the kernel waited for its late launch (linked by correlation)

@@ -271,6 +271,22 @@ def test_string_pids_are_stable_and_distinct(tmp_path):
     assert trace.cat[a][0] == Category.TRACE
 
 
+def test_a_decimal_string_tid_is_one_thread_however_the_blocks_fall(tmp_path):
+    """PyTorch 1.x writes tids as strings ("25738"); GPU rows as "stream 7". A block holding
+    both once gave the main thread a string id, a block of host events alone its number:
+    one thread split in two, and the ProfilerStep in the other half lost."""
+    events = [op("Memset (Device)", 0, 1, cat="Memset", pid=0, tid="stream 7")]
+    events += [op(f"ProfilerStep#{i}", i * 100, 100, cat="Operator", pid=5, tid="25738") for i in range(1, 40)]
+    events += [{"ph": "M", "name": "thread_name", "pid": 5, "tid": "25738", "args": {"name": "thread 25738 (python)"}}]
+    path = write_trace(tmp_path, events)
+    for block in (256, 1000, 1 << 20):
+        trace = read_trace(path, block_bytes=block)
+        steps = trace.name_mask(lambda n: n.startswith("ProfilerStep#"))
+        assert set(trace.tid[steps].tolist()) == {25738}, block
+        assert trace.thread_name(5, 25738) == "thread 25738 (python)"
+        assert trace.describe_id(trace.tid[~steps][0]) == "stream 7"
+
+
 def test_name_mask_and_memory():
     trace = read_trace(SEED_TRACE)
     steps = trace.name_mask(lambda n: n.startswith("ProfilerStep#"))
@@ -294,3 +310,18 @@ def test_does_not_import_torch():
 def test_kineto_text_helper_round_trips():
     trace = {"a": 1, "traceEvents": [op("x", 1, 2, args={"k": [1, 2]})]}
     assert json.loads(kineto_text(trace, "kineto")) == trace
+
+
+def test_rocm_stream_handles_in_text_are_no_error(tmp_path):
+    """ROCm writes a host call's stream as a pointer in hex text; device events write a number."""
+    events = [
+        op("hipLaunchKernel", 10, 5, cat="cuda_runtime", args={"correlation": 1, "stream": "0x0"}),
+        op("hipMemcpyWithStream", 20, 5, cat="cuda_runtime", args={"correlation": 2, "stream": "0x7f3a"}),
+        op("Cijk_Ailk_Bljk_SB_MT64x64x8", 30, 5, cat="kernel", pid=2, tid=0, args={"device": 2, "stream": 0, "correlation": 1}),
+        op("Memcpy HtoD (Host -> Device)", 40, 5, cat="gpu_memcpy", pid=2, tid=0, args={"device": 2, "stream": "3", "correlation": 2}),
+    ]
+    for block in (64, 1 << 20):
+        trace = read_trace(write_trace(tmp_path, events, name=f"rocm{block}.json"), block_bytes=block)
+        assert not trace.skipped, trace.skipped.summary()
+        assert trace.stream.tolist() == [-1, -1, 0, 3] and trace.device.tolist() == [-1, -1, 2, 2]
+        assert trace.correlation.tolist() == [1, 2, 1, 2]

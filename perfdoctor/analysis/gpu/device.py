@@ -9,17 +9,23 @@ from ...trace import Trace
 
 
 def trace_device(trace: Trace, index: int) -> GpuDevice:
-    """The device as the trace's deviceProperties describe it (only its index when they do not)."""
+    """The device as the trace's deviceProperties describe it (only its index when they do not).
+    An AMD GPU's computeMajor/Minor are its GCN architecture, not a CUDA compute capability:
+    left out (see perfdoctor.trace.vendor)."""
+    from ...trace.vendor import trace_vendor
+
+    vendor = trace_vendor(trace)
     for props in trace.metadata.device_properties:
         if props.get("id") == index:
             return GpuDevice(
                 index=index,
                 name=props.get("name"),
-                capability=compute_capability(props.get("computeMajor"), props.get("computeMinor")),
+                capability=None if vendor == "amd" else compute_capability(props.get("computeMajor"), props.get("computeMinor")),
                 total_memory_bytes=props.get("totalGlobalMem"),
                 sms=props.get("numSms"),
+                vendor=vendor,
             )
-    return GpuDevice(index=index)
+    return GpuDevice(index=index, vendor=vendor)
 
 
 def settings_device(environment: Environment, index: int | None) -> CudaDevice | None:

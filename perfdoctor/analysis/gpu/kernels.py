@@ -1,7 +1,8 @@
 """Matmul and convolution kernels, told apart by name and sorted by precision.
 
 ``half`` (FP16/BF16/FP8), ``tf32`` and ``fp32`` (CUDA cores); cuDNN's NCHW<->NHWC layout
-transforms are counted on their own. Names are all a trace offers (dtypes would need the ops'
+transforms are counted on their own. AMD's GEMMs (Tensile/hipBLASLt ``Cijk_*``) carry their
+precision in a type letter (``TENSILE_GEMM``); MIOpen's convolutions are matched by name too. Names are all a trace offers (dtypes would need the ops'
 ``Input type``, which the trace reader does not keep).
 """
 
@@ -15,10 +16,17 @@ from ...model.gpu import PRECISIONS, KernelClasses, Precision
 from ...trace import Trace
 from .units import ms
 
-GEMM_KERNEL = re.compile(r"gemm|gemv|wgmma|nvjet|splitkreduce|flash_fwd|flash_bwd|fmha", re.IGNORECASE)
+GEMM_KERNEL = re.compile(r"gemm|gemv|wgmma|nvjet|splitkreduce|flash_fwd|flash_bwd|fmha|^Cijk_", re.IGNORECASE)
 CONV_KERNEL = re.compile(
-    r"conv(?!ert)|scudnn|winograd|fprop|dgrad|wgrad|implicit_gemm|implicit_convolve|fft2d|gcgemm", re.IGNORECASE
+    r"conv(?!ert)|scudnn|winograd|fprop|dgrad|wgrad|implicit_gemm|implicit_convolve|fft2d|gcgemm"
+    r"|igemm_(?:fwd|bwd|wrw)",  # MIOpen's implicit-GEMM convolutions on AMD
+    re.IGNORECASE,
 )
+# AMD's rocBLAS/hipBLASLt GEMMs come from Tensile, named Cijk_<A index>_<B index>_<data type>...:
+# the type letter says the inputs' precision (H half, B bfloat16, F8/B8 fp8, I8 int8, X xfloat32,
+# S single, D double), and "_MX" after a single-precision type says it ran in xfloat32 (TF32).
+TENSILE_GEMM = re.compile(r"^Cijk_[A-Za-z]+_[A-Za-z]+_(?P<type>4xi8|I8|F8|B8|[SDCZHBXI])[A-Z0-9]*(?P<xf32>_MX)?")
+_TENSILE_PRECISION: dict[str, Precision] = {"H": "half", "B": "half", "F8": "half", "B8": "half", "I8": "half", "4xi8": "half", "X": "tf32"}
 LAYOUT_KERNEL = re.compile(r"nchwtonhwc|nhwctonchw|nchw2nhwc|nhwc2nchw", re.IGNORECASE)
 # Helpers that cuDNN runs around convolutions, and batch norm: not the matmul/conv work itself.
 CONV_HELPER = re.compile(r"bn_fw|bn_bw|batch_norm|reduce_wgrad|computeoffsets|elementwise", re.IGNORECASE)
@@ -41,6 +49,9 @@ def kernel_kind(name: str) -> str | None:
 
 
 def kernel_precision(name: str) -> Precision:
+    tensile = TENSILE_GEMM.match(name)
+    if tensile:
+        return "tf32" if tensile.group("xf32") else _TENSILE_PRECISION.get(tensile.group("type"), "fp32")
     if HALF_KERNEL.search(name):
         return "half"
     if TF32_KERNEL.search(name):

@@ -1,10 +1,15 @@
 """The report's `gpu` section: what the device did in the profiled steps (from the trace), what
 NVML saw over the run, the peak memory torch recorded, and the MFU.
 
-Device-side numbers are per profiled step (means), for the busiest device in the trace; see
-:mod:`perfdoctor.trace.gpu` for how busy, idle and waiting-for-the-host are measured. Utilization
-over all profiled steps is kernel time over their time plus the device's lag: how long the last
-step's work ran past its window (a GPU-bound run's device runs behind the host).
+Device-side numbers are per step means over the *measured* steps, for the busiest device in the
+trace; see :mod:`perfdoctor.trace.gpu` for how busy, idle and waiting-for-the-host are measured.
+The measured steps are the profiled steps the report's statistics use (a foreign trace's first,
+warm-up step is left out as the step statistics leave it out: see analysis/foreign.py), so that
+`steps.step_ms` here is the same mean step every share in the report is taken of
+(docs/contracts.md, "One step time for every share"); `per_step` lists every profiled step.
+Utilization over the measured steps is kernel time over their time plus the device's lag (how
+long the last step's work ran past its window: a GPU-bound run's device runs behind the host)
+less its lead (how long earlier steps' work ran into the first measured window).
 
 The section is None for a run that never used a GPU. Its shape is documented in docs/contracts.md.
 """
@@ -22,7 +27,7 @@ from ...model.gpu import GpuDevice, GpuMemory, GpuSection, GpuStepRow, GpuSteps,
 from ...trace import Trace
 from ...trace.categories import Category
 from ...trace.gpu import GpuStepStats, devices, gpu_steps, sync_call_mask
-from ...trace.steps import step_of_events, step_windows
+from ...trace.steps import StepWindow, launch_time, step_of_events, step_windows
 from .device import complete_from_settings, device_memory, nvml_device, settings_device, trace_device
 from .convolution import conv_shapes
 from .idle import idle_split, stall_ops
@@ -54,14 +59,20 @@ def _causes(steps: list[GpuStepStats], attribute: str, n: int) -> list[OpCause]:
     return [OpCause(op=op, per_step=round(counts[op] / n, 2), ms_per_step=ms(times[op] / n)) for op in ranked]
 
 
-def trace_gpu(trace: Trace) -> TraceGpu | None:
-    """The device part of the section, from one trace; None when the trace has no device work."""
-    windows = step_windows(trace)
+def trace_gpu(trace: Trace, measured: list[StepWindow] | None = None) -> TraceGpu | None:
+    """The device part of the section, from one trace; None when the trace has no device work.
+
+    `measured`: the step windows the means are over (default: every one); `per_step` lists all."""
+    every = step_windows(trace)
     found = devices(trace)
-    if not windows or not found:
+    if not every or not found:
         return None
+    windows = [w for w in measured if w in every] if measured is not None else every
+    windows = windows or every
     device = found[0]
-    steps = gpu_steps(trace, windows, device)
+    all_steps = gpu_steps(trace, every, device)
+    chosen = [k for k, w in enumerate(every) if w in windows]
+    steps = [all_steps[k] for k in chosen]
     n = len(steps)
     on_device = trace.device == device
     kernels = trace.category_mask(Category.KERNEL) & on_device
@@ -87,12 +98,19 @@ def trace_gpu(trace: Trace) -> TraceGpu | None:
     # that lag in the span, or a GPU-bound run would show more kernel time than time.
     launched = activity & (step >= 0)
     lag_ns = max(0, int((trace.ts_ns[launched] + trace.dur_ns[launched]).max()) - windows[-1].end_ns) if launched.any() else 0
+    # Likewise the steps before the measured ones (a warm-up step left out): their work running
+    # into the first measured window is not time the measured steps' work could have used.
+    earlier = activity & (launch_time(trace) < windows[0].start_ns)
+    lead_ns = 0
+    if earlier.any():
+        lead_ns = min(total_ns, max(0, int((trace.ts_ns[earlier] + trace.dur_ns[earlier]).max()) - windows[0].start_ns))
     host_wait = np.array([s.idle_host_wait_ns for s in steps])
-    measured = split.after_sync + split.launch + split.stall
+    measured_idle = split.after_sync + split.launch + split.stall
     # The trace library caps host-wait idle at the step's idle time; scale the split the same way.
-    scale = np.where(measured > host_wait, host_wait / np.maximum(measured, 1), 1.0)
+    scale = np.where(measured_idle > host_wait, host_wait / np.maximum(measured_idle, 1), 1.0)
     summary = GpuSteps(
-        profiled=n,
+        profiled=len(every),
+        measured=n,
         synthetic=bool(windows[0].synthetic),
         step_ms=ms(total_ns / n),
         device_lag_ms=ms(lag_ns),
@@ -124,7 +142,7 @@ def trace_gpu(trace: Trace) -> TraceGpu | None:
     )
     section = GpuSection(
         device=trace_device(trace, device),
-        utilization=round(min(1.0, sum(s.kernel_ns for s in steps) / max(1, total_ns + lag_ns)), 4),
+        utilization=round(min(1.0, sum(s.kernel_ns for s in steps) / max(1, total_ns + lag_ns - lead_ns)), 4),
         utilization_source="trace",
         peak_memory_bytes=None,
         steps=summary,
@@ -140,7 +158,7 @@ def trace_gpu(trace: Trace) -> TraceGpu | None:
                 syncs=s.syncs,
                 pageable_copies=s.pageable_copies,
             )
-            for s in steps
+            for s in all_steps
         ],
         sync_causes=_causes(steps, "sync_causes", n),
         pageable_causes=_causes(steps, "pageable_causes", n),
@@ -166,13 +184,15 @@ def gpu_section(
     nvml: dict[str, object] | None = None,
     environment: Environment | None = None,
     optimizers: list[OptimizerConfig] | None = None,
+    measured: list[StepWindow] | None = None,
 ) -> GpuSection | None:
     """The report's `gpu` section, or None when the run never used a GPU.
 
-    `nvml` is the GPU sampler's raw file; `optimizers` what the step clock recorded of each.
+    `nvml` is the GPU sampler's raw file; `optimizers` what the step clock recorded of each;
+    `measured` the trace's step windows the means are over (default: all of them).
     """
     environment = environment or Environment()
-    from_trace = trace_gpu(trace) if trace is not None else None
+    from_trace = trace_gpu(trace, measured) if trace is not None else None
     nvml_summary = summarize_nvml(nvml)
     used_nvml = bool(nvml_summary and nvml_summary.used_by_this_process)
     cuda_initialized = bool(environment.cuda and environment.cuda.initialized)

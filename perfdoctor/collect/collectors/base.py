@@ -39,6 +39,8 @@ class CollectorContext:
     options: RunOptions
     writer: StreamWriter
     hurry: threading.Event = field(default_factory=threading.Event)  # set: give up what can be given up
+    supervised: bool = False  # a supervising `perfdoctor run` is this process's parent
+    local_world_size: int = 1  # processes of this job on this machine (torchrun's local ranks)
 
     def stream(self, name: str) -> Stream:
         return self.writer.stream(name)

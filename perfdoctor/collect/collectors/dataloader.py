@@ -25,38 +25,69 @@ from ..writer import fresh_lock_in_forks
 from .base import Collector, CollectorContext
 
 
-LONG_WAIT_NS = 2_000_000  # after a wait this long, the next waits also read the cores' busy time
+LONG_WAIT_NS = 2_000_000  # after a wait this long, the next waits also read the job's CPU time
 
 
-class CoreTimes:
-    """System-wide busy and total CPU time from /proc/stat (Linux), read in ~10 µs.
-
-    Read only around waits that are long anyway, to tell "waiting while the cores are busy"
-    (more workers will not help) from "waiting while the cores idle" (they will).
+class JobThreadTimes:
+    """The job's own threads' time on a CPU and runnable-but-waiting for one, read around long
+    waits: the thread waiting in next() (with num_workers=0 it loads the batch itself) and each
+    worker process's main thread, from /proc/<pid>/task/<tid>/schedstat (a few µs per file,
+    kept open). While the step waits, these are the threads producing its batches: if together
+    they ask for every usable core, more workers cannot help; other processes' CPU use does not
+    count (a busy machine is not a CPU-bound pipeline), nor does the intra-op pool spinning
+    while the training thread waits (spinning is not work).
     """
 
     def __init__(self) -> None:
-        try:
-            self._fd: int | None = os.open("/proc/stat", os.O_RDONLY)
-        except OSError:
-            self._fd = None
+        self._files: dict[tuple[int, int], int] = {}  # (pid, tid) -> open schedstat file
+        self.available = True
 
-    def read(self) -> tuple[int, int] | None:
-        if self._fd is None:
+    def _fd(self, pid: int, tid: int) -> int | None:
+        key = (pid, tid)
+        fd = self._files.get(key)
+        if fd is None:
+            try:
+                fd = os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY)
+            except OSError:
+                if pid == os.getpid():
+                    self.available = False  # no schedstats on this kernel: stop trying
+                return None
+            self._files[key] = fd
+        return fd
+
+    def read(self, workers: list[int]) -> tuple[int, int] | None:
+        """(run ns, wait ns) summed over the calling thread and the workers' main threads."""
+        if not self.available:
             return None
-        try:
-            line = os.pread(self._fd, 256, 0).split(b"\n", 1)[0].split()
-            user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in line[1:9])
-        except (OSError, ValueError):  # an unexpected /proc/stat: stop reading it
-            self.close()
-            return None
-        busy = user + nice + system + irq + softirq + steal
-        return busy, busy + idle + iowait
+        run = wait = 0
+        for pid, tid in ((os.getpid(), threading.get_native_id()), *((w, w) for w in workers)):
+            fd = self._fd(pid, tid)
+            if fd is None:
+                continue
+            try:
+                fields = os.pread(fd, 128, 0).split()
+                run += int(fields[0])
+                wait += int(fields[1])
+            except (OSError, ValueError, IndexError):  # the worker exited
+                self._files.pop((pid, tid), None)
+                os.close(fd)
+        return run, wait
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in self._files.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._files.clear()
+
+
+def worker_pids(iterator: Any) -> list[int]:
+    """The live worker processes of a multi-process DataLoader iterator ([] for num_workers=0)."""
+    try:
+        return [worker.pid for worker in getattr(iterator, "_workers", ()) if worker.pid]
+    except (AttributeError, TypeError, ValueError):
+        return []
 
 
 def batch_ready(iterator: Any) -> bool | None:
@@ -104,14 +135,15 @@ class LoaderRecord:
     epoch_count: int = 0
     batch_wait_ns: array = field(default_factory=lambda: array("q"))  # waits not yet drained
     last_wait_ns: int = 0
-    busy_ticks_in_waits: int = 0  # all cores' busy CPU time while long waits ran (clock ticks)
-    total_ticks_in_waits: int = 0
+    job_run_ns_in_waits: int = 0  # the job's producing threads on a CPU while long waits ran
+    job_wait_ns_in_waits: int = 0  # ... runnable but waiting for a CPU
+    wall_ns_in_waits: int = 0  # how long those waits lasted
     ready_wait_ns: int = 0  # waits for batches the workers had already delivered
     unknown_wait_ns: int = 0  # waits where that could not be told
     written_totals: tuple[int, ...] = ()
 
     def totals(self) -> tuple[int, ...]:
-        return (self.ready_wait_ns, self.unknown_wait_ns, self.busy_ticks_in_waits, self.total_ticks_in_waits)
+        return (self.ready_wait_ns, self.unknown_wait_ns, self.job_run_ns_in_waits, self.job_wait_ns_in_waits, self.wall_ns_in_waits)
 
 
 def describe_loader(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -152,7 +184,7 @@ class DataLoaderProbe(Collector):
         self._ctx: CollectorContext | None = None
         self._lock = threading.Lock()
         fresh_lock_in_forks(self, "_lock")
-        self._cores = CoreTimes()
+        self._threads = JobThreadTimes()
 
     def start(self, ctx: CollectorContext) -> None:
         from torch.utils.data import dataloader as dl
@@ -165,7 +197,7 @@ class DataLoaderProbe(Collector):
 
     def stop(self) -> None:
         self._patches.restore()
-        self._cores.close()
+        self._threads.close()
 
     def _record_for(self, loader: Any) -> LoaderRecord:
         record = self._records.get(loader)
@@ -229,8 +261,9 @@ class DataLoaderProbe(Collector):
                 return original(iterator)
             record, epoch = tagged
             clock = probe._ctx.clock  # type: ignore[union-attr]
-            cores = probe._cores
-            ticks = cores.read() if record.last_wait_ns >= LONG_WAIT_NS else None
+            threads = probe._threads
+            workers = worker_pids(iterator) if record.last_wait_ns >= LONG_WAIT_NS else []
+            before = threads.read(workers) if record.last_wait_ns >= LONG_WAIT_NS else None
             ready = batch_ready(iterator)
             t0 = perf_counter_ns()
             clock.before_batch(t0)
@@ -243,10 +276,11 @@ class DataLoaderProbe(Collector):
                 t1 = perf_counter_ns()
                 wait = t1 - t0
                 record.last_wait_ns = wait
-                after = cores.read() if ticks is not None else None
-                if ticks is not None and after is not None:
-                    record.busy_ticks_in_waits += after[0] - ticks[0]
-                    record.total_ticks_in_waits += after[1] - ticks[1]
+                after = threads.read(workers) if before is not None else None
+                if before is not None and after is not None:
+                    record.job_run_ns_in_waits += max(0, after[0] - before[0])
+                    record.job_wait_ns_in_waits += max(0, after[1] - before[1])
+                    record.wall_ns_in_waits += wait
                 if delivered:
                     epoch.batches += 1
                     epoch.wait_ns += wait
@@ -295,10 +329,10 @@ class DataLoaderProbe(Collector):
                     record.epochs = [epoch for epoch in record.epochs if not any(epoch is d for d in done)]
             totals = record.totals()
             if totals != record.written_totals:
-                ready, unknown, busy, total = totals
+                ready, unknown, run, waiting, wall = totals
                 records.append({"totals": {
                     "loader": record.loader_id, "ready_wait_ns": ready, "unknown_wait_ns": unknown,
-                    "busy_ticks": busy, "total_ticks": total,
+                    "job_run_ns": run, "job_wait_ns": waiting, "wall_ns": wall,
                 }})
                 record.written_totals = totals
         return records

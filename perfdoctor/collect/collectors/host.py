@@ -1,15 +1,20 @@
 """The host sampler: a background thread that reads, at a low rate, this process's and its
-children's (DataLoader workers') CPU use, memory and threads, every core's system CPU use, and
-the memory in use against the limit the kernel's OOM killer enforces (`collect/memory.py`).
+children's (DataLoader workers') CPU use, memory and threads, every core's system CPU use, the
+memory in use against the limit the kernel's OOM killer enforces (`collect/memory.py`), and
+the job's CPU against everyone else's: its process tree's CPU, how long its threads waited for a
+CPU, other processes' CPU, cgroup throttling and CPU pressure (`collect/cpu.py`).
 
-It runs outside the training step and holds the GIL only for a few psutil calls per sample.
+It runs outside the training step and holds the GIL only for a few psutil calls and small
+/proc reads per sample.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
+from ..cpu import CpuAccount, job_root
 from ..memory import memory_limit, memory_used
 from .sampler import Sampler
 
@@ -28,12 +33,16 @@ class HostSampler(Sampler):
         self._children_at = time.monotonic()
         psutil.cpu_percent(None, percpu=True)
         limit, self._memory_source = memory_limit()
+        ctx = self.ctx
+        self._cpu = CpuAccount(job_root(ctx.supervised, ctx.local_world_size), threading.main_thread().native_id or 0)
+        self._cpu.prime(ctx.clock.now())
         self.emit({"meta": {
             "interval_s": self.interval_s,
             "logical_cores": psutil.cpu_count(logical=True),
             "physical_cores": psutil.cpu_count(logical=False),
             "memory_limit_bytes": limit,
             "memory_limit_source": self._memory_source,
+            "cpu_sources": self._cpu.sources(),
         }})
         return True
 
@@ -73,8 +82,9 @@ class HostSampler(Sampler):
         self._children_cpu_s, self._children_at = children_cpu_s, now
         cores = psutil.cpu_percent(None, percpu=True)
         clock = self.ctx.clock
+        t_ns = clock.now()
         sample: dict[str, Any] = {
-            "t_ns": clock.now(),
+            "t_ns": t_ns,
             "step": clock.step_count,
             "process_cpu": round(cpu, 1),
             "children_cpu": round(children_cpu, 1),
@@ -86,5 +96,6 @@ class HostSampler(Sampler):
             "threads": threads,
             "ctx_switches_involuntary": switches,
             "memory_used_bytes": memory_used(self._memory_source),
+            **self._cpu.read(t_ns),
         }
         self.emit({"sample": sample})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ...analysis.rundata import RunData
 from ...model.numbers import rounded
-from ..base import Finding, Rule
+from ..base import Finding, Rule, places
 from . import CUDA_NOTES
 
 
@@ -51,6 +51,7 @@ class GpuIdleLaunchBound(Rule):
                 "torch.compile, or give each kernel more work (a larger batch)."
             ),
             fix="model = torch.compile(model, mode='reduce-overhead')  # CUDA graphs + fused kernels",
+            locations=[places(data).slowest_step],
         )
 
 
@@ -101,5 +102,6 @@ class GpuLowUtilization(Rule):
                 + ". Move that work off the training thread (into DataLoader workers, or run it every N steps), or "
                 "onto the GPU; open the trace to see what fills the gaps."
             ),
-            fix="# find what the host does while the GPU waits:\n# tensorboard --logdir RUN/tb  (or open the trace at ui.perfetto.dev)",
+            fix="# find what the host does while the GPU waits: open the trace\n# perfdoctor view RUN    (or: tensorboard --logdir RUN/tb, perfdoctor tab)",
+            locations=[places(data).slowest_step],
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ...analysis.rundata import RunData
 from ...model.gpu import OpCause
 from ...model.numbers import rounded
-from ..base import Finding, Rule
+from ..base import Finding, Rule, places
 from ..dataloader import pageable_copies
 
 
@@ -71,6 +71,7 @@ class HostDeviceSync(Rule):
                 "    running_loss.zero_()\n"
                 "inputs = inputs.to('cuda', non_blocking=True)  # from pinned memory"
             ),
+            locations=[places(data).syncs.get(cause.op) for cause in causes[:3]],
         )
 
 
@@ -112,4 +113,5 @@ class PageableMemcpy(Rule):
                 f"overlaps the GPU's work. Copies came from: {', '.join(c.op for c in causes[:3]) or 'unknown ops'}."
             ),
             fix="host_batch = host_batch.pin_memory()  # or allocate it pinned once and reuse it\nbatch = host_batch.to('cuda', non_blocking=True)",
+            locations=[places(data).pageable_copies.get(cause.op) for cause in causes[:3]],
         )

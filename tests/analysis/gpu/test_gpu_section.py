@@ -170,6 +170,14 @@ def test_a_changing_conv_shape_is_not_static(tmp_path):
         ("void cudnn::cnn::reduce_wgrad_nchw_helper<float, float>(void*)", None, "fp32"),
         ("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>>", None, "fp32"),
         ("ncclKernel_AllReduce_RING_LL_Sum_float(ncclDevComm*, unsigned long, ncclWork*)", None, "fp32"),
+        # AMD: Tensile/hipBLASLt GEMMs name their data type after the index assignment; MIOpen's convolutions
+        ("Cijk_Alik_Bljk_SB_Bias_AS_SAV_UserArgs_MT64x16x32_MI16x16x1_SN_LDSB0_AFC1", "matmul", "fp32"),  # the MI250 trace's
+        ("Cijk_Ailk_Bljk_HHS_BH_MT128x128x32_MI32x32x8_SN_1LDSB0_APM1", "matmul", "half"),
+        ("Cijk_Ailk_Bljk_BBS_BH_MT256x128x64_MI16x16x16_SN", "matmul", "half"),
+        ("Cijk_Ailk_Bljk_S_MX_B_Bias_HA_S_SAV_UserArgs_MT128x128x32_MI32x32x4", "matmul", "tf32"),  # xfloat32 math
+        ("igemm_fwd_gtcx_nhwc_fp16_bx0_ex1_bt128x128x32_wt32x32x8", "conv", "half"),
+        ("naive_conv_fwd_nchw_float_double_float", "conv", "fp32"),
+        ("MIOpenBatchNormFwdTrainSpatial", None, "fp32"),
     ],
 )
 def test_kernel_names_are_classified(name, kind, precision):

@@ -15,8 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from perfdoctor.collect.collectors.profiler import DEFAULT_START, DEFAULT_STEPS, LONG_JOB_STEPS, ProfileWindow, choose_window
+from perfdoctor.stream.rundir import RunDir
 
-WORKLOADS = Path(__file__).parent.parent / "workloads"
+WORKLOADS = Path(__file__).parents[2] / "workloads"
 
 
 # -- the window -------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def test_a_trace_is_written_under_tb_script_stem(tmp_path):
     assert len(traces) == 1, sorted(map(str, (out / "tb").rglob("*")))
     events = json.loads(gzip.decompress(traces[0].read_bytes()))["traceEvents"]
     assert any(str(event.get("name", "")).startswith("aten::") for event in events)
-    profiler = json.loads((out / "raw" / "profiler.json").read_text())
+    profiler = RunDir(out).read_raw_file("profiler", None)
     assert profiler["window"] == {"start": 1, "steps": 1}
     assert profiler["profiled_steps"] == [0, 1]
     assert profiler["traces"] == [str(traces[0].relative_to(out))]
@@ -107,7 +108,7 @@ def test_the_window_is_profiled_on_training_steps_after_a_no_optimizer_pass(tmp_
     result = perfdoctor_run(out, "--profile-steps", "2-3", str(WORKLOADS / "eval_then_train.py"))
     assert result.returncode == 0, result.stderr
     assert "Profiler clears events" not in result.stderr  # no second profiling cycle
-    profiler = json.loads((out / "raw" / "profiler.json").read_text())
+    profiler = RunDir(out).read_raw_file("profiler", None)
     assert profiler["profiled_steps"] == [1, 2, 3]
     traces = sorted((out / "tb" / "eval_then_train").glob("*.pt.trace.json.gz"))
     assert profiler["traces"] == [str(path.relative_to(out)) for path in traces] and len(traces) == 1

@@ -17,7 +17,7 @@ from collect_helpers import Harness
 from perfdoctor.collect.collectors.settings import ENV_ALLOW_LIST, SettingsSnapshot, snapshot_settings
 from perfdoctor.collect.stepclock import StepClock
 
-WORKLOADS = Path(__file__).parent.parent / "workloads"
+WORKLOADS = Path(__file__).parents[2] / "workloads"
 SECRET = "hunter2"
 
 
@@ -111,7 +111,7 @@ def test_no_secret_from_the_environment_reaches_any_file_of_the_run(tmp_path):
     assert set(report["environment"]["env"]) <= set(ENV_ALLOW_LIST)
     assert report["environment"]["threads"]["intra_op"] == 1
     files = dict(run_files_text(out))
-    assert out / "report.html" in files and out / "raw" / "settings.json" in files
+    assert out / "report.html" in files and out / "raw" / "settings.jsonl" in files
     assert any(path.name.endswith(".pt.trace.json.gz") for path in files)
     leaks = [str(path) for path, text in files.items() if SECRET in text]
     assert leaks == []
