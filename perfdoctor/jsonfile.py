@@ -7,6 +7,7 @@ one; hundreds of digits would only make arithmetic fail later). Only regular fil
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from .readfile import read_regular
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32 LE first: it starts as UTF-16 LE's
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")  # an integer beyond 64 bits has 19 digits or more
 
 
@@ -38,6 +40,10 @@ def loads(data: bytes | str) -> Any:
         message = " ".join(str(error).split())
         if isinstance(raw, bytes) and not raw.strip():
             message = "empty" if not raw else "only whitespace"
+        elif raw.startswith(_BOMS):
+            message = "invalid UTF-8: the text is UTF-16 or UTF-32 (it starts with a byte-order mark), and JSON is UTF-8"
+        elif raw.startswith(codecs.BOM_UTF8):
+            message = "a UTF-8 byte-order mark before the text (JSON has none)"
         elif message == "Invalid UTF-8 encoded string":
             message = _utf8_error(raw)
         raise UnreadableJSON(message) from None
