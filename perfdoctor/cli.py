@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 from .command import Command, positive_int, positive_number
 from .errors import EXIT_USAGE, PerfdoctorError
-from .terminal import printable, without_surrogates
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .config import Config
@@ -85,7 +85,7 @@ class RunCommand(Command):
         from .run.job import JobOptions, run_launcher, run_rank, run_single
         from .run.launch import TORCHRUN_OPTIONS, distributed_run_dir, launched_by_perfdoctor
         from .run.target import Target
-        from .stream.rundir import default_run_dir
+        from .stream.rundir import default_run_dir, tb_run_name
 
         target = Target(script=args.script, module=args.module, args=list(args.script_args))
         target.check()
@@ -98,8 +98,7 @@ class RunCommand(Command):
             profile_steps=steps,
             profile_stack=args.profile_stack,
             host_interval_s=args.host_interval,
-            # Where traces and scalars go: a folder name that is UTF-8 text, as the streams record it.
-            run_name=without_surrogates(args.module or Path(target.display_name).stem or "run"),
+            run_name=tb_run_name(args.module or Path(target.display_name).stem or "run"),  # where traces and scalars go
         )
         job = JobOptions(out=args.out, options=options, quiet=args.quiet, config=config, inbox=inbox)
         if args.nproc_per_node is not None:

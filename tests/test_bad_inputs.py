@@ -450,3 +450,22 @@ def test_a_script_name_that_is_not_utf8_gives_a_whole_report(tmp_path):
     assert (out / "report.html").stat().st_size > 1000
     assert "train-\\xff.py" in (out / "report.html").read_text(encoding="utf-8")  # the same escape as the terminal's
     assert json.loads((out / "report.json").read_text())["run"]["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_the_trace_of_a_script_whose_name_is_not_utf8_is_kept(tmp_path):
+    """Its TensorBoard folder is UTF-8 without a backslash (Kineto's export takes `\\` for a path
+    separator and lost the trace of `train-\\xff.py`); the trace and the scalars share it."""
+    import subprocess
+    import sys
+
+    script = os.fsencode(tmp_path) + b"/train-\xff.py"
+    shutil.copyfile(Path(__file__).parent / "workloads" / "tiny_train.py", script)
+    out = tmp_path / "run"
+    result = subprocess.run([os.fsencode(sys.executable), b"-m", b"perfdoctor", b"run", b"-q", b"--out", os.fsencode(out), script, b"12"],
+                            capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert [path.name for path in (out / "tb").iterdir()] == ["train-_xff"]
+    produced = json.loads((out / "report.json").read_text())
+    assert produced["operators"]["trace_files"] and not any("export" in note for note in produced["notes"]), produced["notes"]
+    assert list((out / "tb" / "train-_xff").glob("*.pt.trace.json.gz")) and list((out / "tb" / "train-_xff").glob("events.out.tfevents.*"))

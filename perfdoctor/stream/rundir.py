@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from .. import jsonfile
 from ..readfile import describe_os_error
+from ..terminal import without_surrogates
 from . import assemble, lines, shapes
 from .atomic import write_json
 
@@ -29,6 +30,13 @@ RAW_SCHEMA = "perfdoctor.raw/1"
 TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
 SCALARS_SUFFIX = ".perfdoctor"  # TensorBoard event files perfdoctor writes end with this
 _RAW_FILE = re.compile(r"^(?P<name>[a-z_]+)(?:\.rank(?P<rank>\d+))?\.(?P<ext>jsonl|json)$")
+
+
+def tb_run_name(name: str) -> str:
+    """The folder under RUN/tb for a run named `name` (a script's stem): UTF-8 text, a file name's
+    undecodable bytes as `_xff`, never a backslash (Kineto's trace export takes one for a path
+    separator and loses the trace). The same for the name as recorded (`\\xff` escapes)."""
+    return without_surrogates(name).replace("\\", "_")
 
 
 @dataclass
