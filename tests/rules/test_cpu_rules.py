@@ -2,9 +2,10 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import make_environment, make_run
+from conftest import make_environment, make_host, make_run
 from perfdoctor.analysis.rundata import TraceSummary
 from perfdoctor.model.environment import ThreadProbe, Threads
+from perfdoctor.model.host import CpuContention
 from perfdoctor.rules.cpu import CpuThreadOversubscription, HostOverheadBound, MainLoopPreprocessing
 
 HEALTHY = {"dataloader": 0.02, "forward": 0.40, "backward": 0.50, "optimizer": 0.05, "other": 0.03}
@@ -68,8 +69,18 @@ class TestMainLoopPreprocessing:
         assert check(MainLoopPreprocessing(), make_run(self.LOOPY, step_ms=2.0)) is None
 
 
-def trace(ops: float, small: float, gap: float) -> TraceSummary:
-    return TraceSummary(files=["t.json"], windows=5, ops_per_step=ops, median_op_us=6.0, small_op_share=small, gap_share=gap, step_ms=5.0)
+def trace(ops: float, small: float, gap: float, median_us: float = 6.0, step_ms: float = 5.0) -> TraceSummary:
+    return TraceSummary(files=["t.json"], windows=5, ops_per_step=ops, median_op_us=median_us, small_op_share=small, gap_share=gap,
+                        step_ms=step_ms)
+
+
+def busy_run(summary: TraceSummary, wait: float = 0.71, on_cpu: float = 0.14):
+    """A run whose training thread waited for a CPU others held `wait` of the step (tiny_ops.py
+    under tests/loadgen.py measured 0.71 and 0.14)."""
+    host = make_host()
+    host.contention = CpuContention(samples=100, interval_s=0.5, usable_cores=2, others_cpu_cores=1.7, main_wait_share=wait,
+                                    main_cpu_share=on_cpu, shared=True)
+    return make_run(HEALTHY, host=host, trace=summary)
 
 
 class TestHostOverheadBound:
@@ -91,3 +102,25 @@ class TestHostOverheadBound:
 
     def test_silent_without_a_trace(self):
         assert check(HostOverheadBound(), make_run(HEALTHY)) is None
+
+    def test_on_a_busy_machine_the_shares_it_can_measure_still_decide(self):
+        finding = check(HostOverheadBound(), busy_run(trace(1200, 0.30, 0.20, step_ms=20.0), wait=0.3, on_cpu=0.6))
+        assert finding is not None and finding.confidence == "medium" and "shared machine" in finding.confidence_reason
+        lost = 0.3 / (0.3 + 0.6)  # of its runnable time, the thread waited this share
+        assert finding.severity != "info" and finding.evidence["small_op_share"] == pytest.approx(0.30 * (1 - lost) / 0.7, abs=1e-4)
+
+    def test_tiny_ops_whose_share_waiting_hid_are_said_at_info_with_low_confidence(self):
+        # tiny_ops.py under the load generator: ops that waited for CPUs swamp the step
+        finding = check(HostOverheadBound(), busy_run(trace(1238, 0.0018, 0.12, median_us=4.0, step_ms=1750.0)))
+        assert finding is not None and finding.id == "host-overhead-bound"
+        assert (finding.severity, finding.confidence) == ("info", "low")
+        assert "could not be measured" in finding.title and "quiet machine" in finding.confidence_reason
+        assert finding.evidence["ops_at_median_ms_per_step"] == pytest.approx(1238 * 4.0 / 1e3)
+        assert finding.estimated_saving == pytest.approx(0.5 * 4.952 / 1750.0)
+
+    def test_on_a_busy_machine_ops_that_are_not_tiny_give_nothing(self):
+        assert check(HostOverheadBound(), busy_run(trace(1238, 0.0018, 0.12, median_us=40.0, step_ms=1750.0))) is None
+        assert check(HostOverheadBound(), busy_run(trace(150, 0.0018, 0.12, median_us=4.0, step_ms=1750.0))) is None
+
+    def test_on_a_quiet_machine_unmeasured_shares_are_not_guessed_at(self):
+        assert check(HostOverheadBound(), make_run(HEALTHY, trace=trace(1238, 0.0018, 0.12, median_us=4.0))) is None

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from conftest import SAMPLE_WORKLOADS, run_perfdoctor
+from perfdoctor.stream.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +88,33 @@ def test_a_failing_rank_fails_the_job_and_still_reports(tmp_path):
     assert result.returncode != 0
     report = json.loads((out / "report.json").read_text())
     assert report["run"]["status"] == "failed"
+
+
+def test_a_rank_killed_mid_job_keeps_every_ranks_measurements(tmp_path):
+    """The OOM killer's SIGKILL on one rank: torchrun ends the others; what both measured is
+    reported. (Streams are written every 0.25 s: the rank dies 1.5 s after its 8th step.)"""
+    script = tmp_path / "killed_rank.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "import torch, torch.distributed as dist, torch.nn as nn\n"
+        "dist.init_process_group('gloo')\n"
+        "model = nn.parallel.DistributedDataParallel(nn.Linear(32, 4))\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for step in range(400):\n"
+        "    if dist.get_rank() == 1 and step == 8:\n"
+        "        time.sleep(1.5)\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    model(torch.randn(16, 32)).pow(2).mean().backward()\n"
+        "    optimizer.step()\n"
+        "    optimizer.zero_grad()\n"
+    )
+    out = tmp_path / "run"
+    result = run_perfdoctor("run", "-q", "--nproc-per-node", "2", "--out", str(out), str(script))
+    assert result.returncode == 1, result.stderr[-2000:]  # torchrun's own status for a failed rank
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["status"] == "killed" and report["run"]["ranks"] == 2
+    assert "Rank 1 ended killed (exit status 137)." in report["notes"]
+    assert [row["rank"] for row in report["ddp"]["ranks"]] == [0, 1]
+    assert report["steps"]["count"] >= 8  # rank 0's steps up to the moment torchrun stopped it
+    steps = {rank: RunDir(out).read_raw_file("steps", rank) for rank in (0, 1)}
+    assert len(steps[1]["end_ns"]) == 8 and len(steps[0]["end_ns"]) >= 8
