@@ -18,6 +18,7 @@ from .readfile import read_regular
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DEPTH = 1000  # levels of nesting; none of perfdoctor's own documents comes near
 _BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # UTF-32 LE first: it starts as UTF-16 LE's
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")  # an integer beyond 64 bits has 19 digits or more
 
@@ -47,10 +48,29 @@ def loads(data: bytes | str) -> Any:
         elif message == "Invalid UTF-8 encoded string":
             message = _utf8_error(raw)
         raise UnreadableJSON(message) from None
+    if too_deep(raw, value):
+        raise UnreadableJSON("nested too deeply")
     place = huge_integer(value) if _LONG_NUMBER.search(raw) else None
     if place is not None:
         raise UnreadableJSON(f"an integer beyond 64 bits at {place}")
     return value
+
+
+def too_deep(raw: bytes, value: Any) -> bool:
+    """Whether a decoded document nests more than MAX_DEPTH levels. The decoder's own limit
+    follows Python's recursion limit, which any library may raise: this one does not move."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:  # cheap: most documents cannot be that deep
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
 
 
 def huge_integer(value: Any) -> str | None:

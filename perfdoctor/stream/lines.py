@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ..jsonfile import has_long_number, huge_integer
+from ..jsonfile import has_long_number, huge_integer, too_deep
 from ..readfile import describe_os_error, read_regular
 from ..terminal import data_without_surrogates
 
@@ -76,8 +76,8 @@ def decode_lines(data: bytes, into: Records) -> int:
         except Exception:  # whatever the decoder raises (RecursionError too): the line is not a record
             into.skipped += 1
             continue
-        if not isinstance(record, dict) or has_long_number(line) and huge_integer(record) is not None:
-            into.skipped += 1  # not a record, or an integer beyond 64 bits: no writer of ours wrote it
+        if not isinstance(record, dict) or too_deep(line, record) or has_long_number(line) and huge_integer(record) is not None:
+            into.skipped += 1  # not a record, too deep, or an integer beyond 64 bits: no writer of ours wrote it
         elif into.header is None and record.get("schema") == STREAM_SCHEMA:
             into.header = record
         else:
