@@ -52,6 +52,10 @@ class RunCommand(Command):
         )
         parser.add_argument("--no-profile", action="store_true", help="do not run torch.profiler")
         parser.add_argument("--profile-stack", action="store_true", help="record Python stacks in the trace (slower)")
+        parser.add_argument(
+            "--profile-memory", action="store_true",
+            help="record allocations in the profiled steps: memory-growth then names the ops whose memory is never freed",
+        )
         parser.add_argument("--host-interval", type=positive_number, default=0.5, metavar="SECONDS", help="host sampling interval (default 0.5)")
         parser.add_argument("--config", type=Path, help="pyproject.toml with [tool.perfdoctor] (default: nearest one)")
         parser.add_argument("-q", "--quiet", action="store_true", help="no console summary")
@@ -97,6 +101,7 @@ class RunCommand(Command):
             profile_start=start,
             profile_steps=steps,
             profile_stack=args.profile_stack,
+            profile_memory=args.profile_memory,
             host_interval_s=args.host_interval,
             run_name=tb_run_name(args.module or Path(target.display_name).stem or "run"),  # where traces and scalars go
         )
@@ -167,6 +172,8 @@ def _rank_options(args: argparse.Namespace, out: Path) -> list[str]:
         options.append("--no-profile")
     if args.profile_stack:
         options.append("--profile-stack")
+    if args.profile_memory:
+        options.append("--profile-memory")
     if args.config is not None:
         options += ["--config", str(args.config)]
     return options

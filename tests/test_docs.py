@@ -32,7 +32,7 @@ def test_no_threshold_is_documented_that_a_rule_does_not_have():
         assert documented == {field.name for field in dataclasses.fields(rule.Thresholds())}, rule.id
 
 
-AREAS = {"data loading": "Data loading", "cpu": "CPU", "distributed": "Distributed", "gpu": "GPU"}
+AREAS = {"data loading": "Data loading", "cpu": "CPU", "distributed": "Distributed", "gpu": "GPU", "memory": "Memory"}
 
 
 def test_every_rule_is_documented_under_its_area():

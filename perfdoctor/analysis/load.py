@@ -25,6 +25,8 @@ from ..stream import shapes
 from ..stream.rundir import RunDir
 from .dataloader import summarize_loaders
 from .host import summarize_host
+from .memory import memory_section
+from .memory_events import leak_sites
 from .ranks import merge_ranks, rank_summary
 from .rundata import RunData
 from .steps import WARMUP_STEPS, series_from_raw, step_stats
@@ -73,6 +75,8 @@ def load_run(root: Path) -> RunData:
         summaries = [summary for summary in loaded if summary is not None]
         data.ddp = merge_ranks(summaries, data.run.ranks if distributed else 1)
         _job_outcome(data, summaries)
+        if data.memory is not None and distributed:
+            data.memory.ranks = [s.memory for s in summaries if s.memory is not None]
     return data
 
 
@@ -118,6 +122,12 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | No
         notes=notes,
     )
     trace = _add_trace(data, rundir, profiler, rank)
+    try:
+        data.memory = memory_section(raw("memory"), raw("host"), data.run, run_raw, series, data.dataloaders)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:  # a raw file of another shape
+        notes.append(f"{where('memory')} could not be read ({type(error).__name__}: {error}); the memory section is left out.")
+    if data.memory is not None and trace is not None:
+        data.memory.leak_sites = leak_sites(trace)
     optimizers = typed(list[OptimizerConfig], steps_raw.get("optimizers") or [], where("steps") + " optimizers", notes)
     _add_gpu(data, trace, raw("gpu"), optimizers)
     _add_notes(data, run_raw, profiler)

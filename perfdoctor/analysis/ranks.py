@@ -16,6 +16,7 @@ from typing import Any
 
 from ..model.ddp import DdpRecord, DdpSection, RankRow, RankSummary, Straggler
 from ..model.steps import PHASES
+from .memory import rank_memory
 from .rundata import RunData
 from .steps import steady_steps
 
@@ -88,6 +89,7 @@ def rank_summary(data: RunData, ddp_raw: DdpRecord | None, rank: int | None, nod
         comm_ms=comm_ms,
         exposed_comm_ms=exposed_ms,
         trace_comm=data.trace.comm if data.trace is not None else None,
+        memory=rank_memory(data.memory, rank),
         cpu_wait_ms_per_step=contention.main_wait_any_ms_per_step if contention else None,
         machine_shared=contention.shared if contention else None,
         slowest_step=data.trace.places.slowest_step if data.trace is not None else None,

@@ -17,6 +17,7 @@ from ..model.ddp import DdpSection, TraceComm
 from ..model.environment import Environment
 from ..model.gpu import GpuSection
 from ..model.host import HostSummary
+from ..model.memory import MemorySection
 from ..model.operators import OperatorRow
 from ..model.profiler import ProfilerSection
 from ..model.run import RunInfo
@@ -146,3 +147,4 @@ class RunData:
     ddp: DdpSection | None = None
     profiler: ProfilerSection | None = None
     notes: list[str] = field(default_factory=list)
+    memory: MemorySection | None = None

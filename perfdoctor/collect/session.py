@@ -76,7 +76,9 @@ def default_collectors(options: RunOptions) -> list[Collector]:
     from .collectors.host import HostSampler
     from .collectors.settings import SettingsSnapshot
 
-    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector(), NvmlSampler()]
+    from .collectors.memory import MemoryCollector
+
+    collectors: list[Collector] = [DataLoaderProbe(), HostSampler(), SettingsSnapshot(), DdpCollector(), NvmlSampler(), MemoryCollector()]
     if options.profile:
         from .collectors.profiler import ProfilerCollector
 
@@ -131,6 +133,14 @@ class Session:
                 self._active.append(collector)
         self.writer.flush()  # the run is on disk before the script's first line runs
         self.writer.start()
+
+    def script_raised(self, error: BaseException) -> None:
+        """Tell every collector that the script's call raised `error` (before `stop`, while its
+        frames are alive). Only in the process that started the session."""
+        if self._stopped or not self.owner:
+            return
+        for collector in self._active:
+            self._guard(collector, "script_raised", collector.script_raised, error)
 
     def stop(self, outcome: "Outcome") -> None:
         """Stop collecting, stream the last records and how the process ended. Once, and only

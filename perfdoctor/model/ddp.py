@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from .finding import TraceLocation
+from .memory import RankMemory
 from .run import Status
 from .steps import PhaseValues
 
@@ -90,6 +91,7 @@ class RankSummary(msgspec.Struct, kw_only=True):
     comm_ms: float | None
     exposed_comm_ms: float | None
     trace_comm: TraceComm | None
+    memory: RankMemory | None = None  # peaks and growth (analysis/memory.py)
     # The rank's training thread waiting for a CPU per step (whatever held it: other processes,
     # other ranks), and whether other processes took the machine's CPUs (host.contention).
     cpu_wait_ms_per_step: float | None = None

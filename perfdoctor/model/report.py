@@ -18,6 +18,7 @@ from .environment import Environment
 from .finding import Finding
 from .gpu import GpuSection
 from .host import HostSummary
+from .memory import MemorySection
 from .operators import OperatorsSection
 from .profiler import ProfilerSection
 from .run import RunInfo
@@ -41,6 +42,7 @@ class Report(msgspec.Struct, kw_only=True):
     ddp: DdpSection | None  # None: no DDP, DataParallel or process group
     notes: list[str]
     findings: list[Finding]  # largest estimated saving first
+    memory: MemorySection | None = None  # None: no memory samples (foreign traces, older runs)
 
 
 class ReportShapeError(ValueError):

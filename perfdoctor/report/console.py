@@ -17,6 +17,30 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.0f}%"
 
 
+def memory_line(report: Report) -> str | None:
+    """One line on memory when it matters: the run died of it, or it grows."""
+    from ..rules.memory import SUBJECTS, duration_text, size_text
+
+    memory = report.memory
+    if memory is None:
+        return None
+    oom = memory.oom
+    if oom is not None:
+        if oom.kind == "host_killed":
+            return f"the kernel's OOM killer ended the run after {oom.step} steps"
+        where = f" in {oom.phase}" if oom.phase else ""
+        module = oom.module_path or oom.module_type
+        return f"out of {'GPU' if oom.kind == 'cuda' else 'host'} memory at step {oom.step}{where}" + (f" ({module})" if module else "")
+    growing = sorted(memory.growing(), key=lambda t: (t.seconds_to_limit is None, t.seconds_to_limit or 0.0))
+    if not growing:
+        return None
+    trend = growing[0]
+    text = f"{SUBJECTS[trend.subject].lower()} grows {size_text(trend.projected_bytes_per_step)} per step"
+    if trend.seconds_to_limit is not None:
+        text += f": the limit in about {duration_text(trend.seconds_to_limit)} at this rate"
+    return text
+
+
 def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> list[str]:
     run, steps = report.run, report.steps
     name = run.script or run.module or "trace"
@@ -49,6 +73,9 @@ def summary_lines(report: Report, out_dir: Path, tensorboard: bool = True) -> li
             lines.append(f"    ... and {len(findings) - MAX_FINDINGS} more in the report")
     else:
         lines.append("  findings: none; nothing measured here calls for a change")
+    memory = memory_line(report)
+    if memory:
+        lines.append(f"  memory: {memory}")
     for note in report.notes:
         lines.append(f"  note: {printable(note)}")
     traced = bool(report.profiler and report.profiler.traces or report.operators and report.operators.trace_files)

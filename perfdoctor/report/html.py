@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model.report import Report
-from . import charts, templates
+from . import charts, memory_charts, templates
 from .renderer import AnalysedRun, Renderer
 
 TEMPLATE = "report.html.j2"
@@ -28,6 +28,7 @@ def render_html(report: Report) -> str:
     return templates.environment().get_template(TEMPLATE).render(
         report=report,
         charts=charts.build(report),
+        memory_charts=memory_charts.build(report.memory),
         throughput=samples_per_second(report),
         trace_base="",
         script_hash=templates.script_hash(),

@@ -94,6 +94,7 @@ def build_report(data: RunData, findings: list[Finding]) -> Report:
         gpu=data.gpu,
         ddp=data.ddp,
         notes=[redact_text(note) for note in data.notes],  # collector errors of older run files
+        memory=data.memory,
         findings=[msgspec.structs.replace(finding, estimated_saving=round(finding.estimated_saving, 4)) for finding in findings],
     )
 

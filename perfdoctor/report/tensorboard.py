@@ -1,5 +1,5 @@
 """TensorBoard scalars: step time and its phases per step, host CPU and memory over time, GPU
-utilisation when sampled. Written beside the profiler traces (`RUN/tb/<run-name>/`), so one
+utilisation when sampled, and memory at step ends (`memory/*`, with the limits as lines). Written beside the profiler traces (`RUN/tb/<run-name>/`), so one
 TensorBoard run holds both.
 
 The supervising `perfdoctor run` writes them while the job runs (`LiveScalars`, fed from the raw
@@ -98,6 +98,44 @@ def gpu_scalars(sample: dict[str, Any]) -> dict[str, float]:
     return values
 
 
+MEMORY_TAGS = {
+    "rss": "memory/process_rss_mb",
+    "children_rss": "memory/workers_rss_mb",
+    "cuda_allocated": "memory/gpu_allocated_mb",
+    "cuda_reserved": "memory/gpu_reserved_mb",
+    "cuda_peak_allocated": "memory/gpu_peak_allocated_mb",
+}
+
+
+def memory_scalars(chunk: dict[str, Any], limits: dict[str, float] | None = None) -> list[tuple[int, int, dict[str, float]]]:
+    """(steps done, time in ns since the clock's origin, {tag: MiB}) for a chunk of the memory
+    stream's samples; `limits` ({tag: MiB}: the host limit, the GPU's) go with every point, so that
+    TensorBoard draws them as lines beside the series."""
+    steps, times = chunk.get("step") or [], chunk.get("t_ns") or []
+    out = []
+    for i, step in enumerate(steps):
+        if step is None or i >= len(times) or times[i] is None:
+            continue
+        values: dict[str, float] = {}
+        for name, tag in MEMORY_TAGS.items():
+            column = chunk.get(name) or []
+            if i < len(column) and column[i] is not None:
+                values[tag] = column[i] / 2**20
+        if values:
+            values.update(limits or {})
+            out.append((int(step), int(times[i]), values))
+    return out
+
+
+def memory_limits(meta: dict[str, Any] | None, cuda: dict[str, Any] | None) -> dict[str, float]:
+    limits = {}
+    if meta and meta.get("limit_bytes"):
+        limits["memory/host_limit_mb"] = meta["limit_bytes"] / 2**20
+    if cuda and cuda.get("limit_bytes"):
+        limits["memory/gpu_limit_mb"] = cuda["limit_bytes"] / 2**20
+    return limits
+
+
 class LiveScalars:
     """Scalars from the raw streams as they arrive (see `run/live.py`)."""
 
@@ -122,6 +160,13 @@ class LiveScalars:
         for step, end_ns, values in step_scalars(chunk) if out else []:
             for tag, value in values.items():
                 self._add(tag, value, step, self.origin_unix_s + end_ns / 1e9)
+
+    def memory(self, chunk: dict[str, Any], limits: dict[str, float] | None = None) -> None:
+        if self.origin_unix_s is None or not self._out():
+            return
+        for step, t_ns, values in memory_scalars(chunk, limits):
+            for tag, value in values.items():
+                self._add(tag, value, step, self.origin_unix_s + t_ns / 1e9)
 
     def sample(self, values: dict[str, float], t_ns: int | None, step: int | None) -> None:
         if self.origin_unix_s is None or t_ns is None or not self._out():
@@ -183,6 +228,27 @@ def write_scalars(data: RunData, folder: Path) -> None:
                     value = column[i]
                     if value is not None:
                         writer.add(tag, value, i, wall)
+        memory = data.memory
+        if memory is not None:
+            sampled = memory.series
+            limits = {}
+            if memory.host_limit_bytes:
+                limits["memory/host_limit_mb"] = memory.host_limit_bytes / 2**20
+            if memory.gpu is not None:
+                limits["memory/gpu_limit_mb"] = memory.gpu.limit_bytes / 2**20
+            columns: dict[str, list[float | None]] = {
+                "memory/process_rss_mb": sampled.process_rss_mb, "memory/workers_rss_mb": sampled.workers_rss_mb,
+                "memory/gpu_allocated_mb": sampled.gpu_allocated_mb, "memory/gpu_reserved_mb": sampled.gpu_reserved_mb,
+                "memory/gpu_peak_allocated_mb": sampled.gpu_peak_allocated_mb,
+            }
+            for i, (step, t_s) in enumerate(zip(sampled.step, sampled.t_s)):
+                wall = started + t_s
+                for tag, points in columns.items():
+                    point = points[i] if i < len(points) else None
+                    if point is not None:
+                        writer.add(tag, point, step, wall)
+                for tag, value in limits.items():
+                    writer.add(tag, value, step, wall)
     finally:
         writer.close()
 

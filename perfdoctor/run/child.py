@@ -130,6 +130,8 @@ def run_in_session(target: Target, session: Session) -> Outcome:
             if not session.owner:
                 raise  # a forked child of the script ends as it would under python, and writes nothing
             outcome = outcome_of_exception(error, StopRun, terminated=sigterm.received)
+            if not isinstance(error, StopRun):
+                session.script_raised(error)
             _tell(error, outcome)
     finally:
         try:

@@ -75,6 +75,8 @@ def run_callable(
         except BaseException as error:
             outcome = outcome_of_exception(error, StopRun)
             raised = None if isinstance(error, StopRun) else error
+            if raised is not None:
+                session.script_raised(raised)
         finally:
             session.stop(outcome)
         data = load_run(rundir.root)

@@ -24,7 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..report.tensorboard import LiveScalars, gpu_scalars, host_scalars, step_scalars
+from ..report.tensorboard import LiveScalars, gpu_scalars, host_scalars, memory_limits, step_scalars
 from ..stream import lines
 from ..stream.rundir import RunDir
 
@@ -39,7 +39,9 @@ class Follower:
     line shows, and passes every record on to the live scalars."""
 
     def __init__(self, rundir: RunDir, rank: int | None, scalars: LiveScalars | None) -> None:
-        self._tails = {name: lines.Tail(rundir.stream_path(name, rank)) for name in ("steps", "host", "gpu")}
+        self._tails = {name: lines.Tail(rundir.stream_path(name, rank)) for name in ("steps", "host", "gpu", "memory")}
+        self._memory_meta: dict[str, Any] = {}
+        self._memory_cuda: dict[str, Any] = {}
         self.scalars = scalars
         self.steps = 0
         self.recent: deque[tuple[int, int, int]] = deque(maxlen=RECENT_STEPS)  # (end, duration, dataloader) ns
@@ -62,6 +64,13 @@ class Follower:
             for record in self._tails[name].poll():
                 if "sample" in record:
                     self._sample(name, record["sample"])
+        for record in self._tails["memory"].poll():
+            if "meta" in record:
+                self._memory_meta.update(record["meta"])
+            elif "cuda" in record:
+                self._memory_cuda = dict(record["cuda"])
+            elif "samples" in record and self.scalars is not None:
+                self.scalars.memory(record["samples"], memory_limits(self._memory_meta, self._memory_cuda))
         if self.scalars is not None:
             self.scalars.flush()
 

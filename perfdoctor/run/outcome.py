@@ -44,9 +44,13 @@ class Outcome:
     status: str
     error: dict[str, str] | None = None
     notes: list[str] = field(default_factory=list)
+    oom: dict[str, Any] | None = None  # the evidence that the kernel's OOM killer ended it
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "exit_code": self.exit_code, "error": self.error, "notes": list(self.notes)}
+        out = {"status": self.status, "exit_code": self.exit_code, "error": self.error, "notes": list(self.notes)}
+        if self.oom is not None:
+            out["oom"] = dict(self.oom)
+        return out
 
 
 def signal_name(number: int) -> str:
@@ -112,6 +116,7 @@ def outcome_of_exit_status(returncode: int, end: dict[str, Any] | None, memory: 
         if oom:
             outcome.notes.append(oom)
             outcome.error = {"type": name, "message": f"the script's process was killed by {name}: {oom}"}
+            outcome.oom = dict(memory or {})
         return outcome
     if end is not None and end.get("exit_code") == returncode and end.get("status"):
         return Outcome(returncode, str(end["status"]), end.get("error"))

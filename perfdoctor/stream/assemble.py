@@ -30,8 +30,9 @@ class _Columns:
     """Per-step columns filled chunk by chunk; a chunk that starts past the end (a gap: the
     chunks before it were lost) ends the filling, and the gap is remembered."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], fill: Any = 0) -> None:
         self.names = names
+        self.fill = fill  # for a column older chunks did not write
         self.values: dict[str, list[Any]] = {name: [] for name in names}
         self.gap: tuple[int, int] | None = None  # (steps known, index of the first step left out)
         self.left_out = 0
@@ -48,7 +49,7 @@ class _Columns:
             values = chunk.get(name) or []
             column = self.values[name]
             if values and len(column) < first:  # a column older chunks did not write
-                column.extend([0] * (first - len(column)))
+                column.extend([self.fill] * (first - len(column)))
             column[first : first + len(values)] = values
 
     def problem(self, what: str) -> str | None:
@@ -187,6 +188,40 @@ def gpu(records: list[dict[str, Any]], problems: list[str] | None = None) -> dic
     }
 
 
+MEMORY_COLUMNS = (
+    "step", "t_ns", "rss", "children_rss", "children",
+    "cuda_allocated", "cuda_reserved", "cuda_peak_allocated", "cuda_peak_reserved", "cuda_alloc_retries",
+    "cuda_inactive_split",
+)
+
+
+def memory(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
+    """The memory collector's samples as columns (None where a value was not read), its meta,
+    the CUDA device it read, and an out-of-memory error if the script raised one."""
+    out: dict[str, Any] = {"meta": {}, "cuda": None, "oom": None, "error": None, "cost": None}
+    filled = _Columns(MEMORY_COLUMNS, fill=None)
+    for record in records:
+        if "samples" in record:
+            filled.place(record["samples"])
+        elif "restart" in record:
+            filled = _Columns(MEMORY_COLUMNS, fill=None)
+        elif "meta" in record:
+            out["meta"].update(record["meta"])
+        elif "cuda" in record:
+            out["cuda"] = record["cuda"]
+        elif "oom" in record:
+            out["oom"] = record["oom"]
+        elif "cost" in record:
+            out["cost"] = record["cost"]
+        elif "error" in record and out["error"] is None:
+            out["error"] = record["error"]
+    _note(problems, filled.problem("memory samples"))
+    columns = filled.values
+    count = len(columns["step"])
+    out["samples"] = {name: (values + [None] * (count - len(values)))[:count] for name, values in columns.items()}
+    return out
+
+
 def ddp(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"process_group": None, "ddp": [], "data_parallel": []}
     instances: dict[int, dict[str, Any]] = {}
@@ -276,5 +311,5 @@ def run(records: list[dict[str, Any]], problems: list[str] | None = None) -> dic
 
 ASSEMBLERS: dict[str, Callable[[list[dict[str, Any]], list[str] | None], dict[str, Any]]] = {
     "steps": steps, "dataloader": dataloader, "host": host, "gpu": gpu, "ddp": ddp,
-    "profiler": profiler, "settings": settings, "run": run,
+    "profiler": profiler, "settings": settings, "run": run, "memory": memory,
 }

@@ -24,11 +24,12 @@ import msgspec
 import numpy as np
 
 from perfdoctor.trace.categories import Category, category_of
-from perfdoctor.trace.model import COLUMNS, STRING_ID_BASE, SkippedInput, TraceMetadata
+from perfdoctor.trace.model import COLUMNS, STRING_ID_BASE, MemoryEvents, SkippedInput, TraceMetadata
 
 _NO_RAW = msgspec.Raw(b"")
 EXACT_FLOAT_LIMIT_US = float(1 << 43)  # below this, float64 us -> int ns is exact for 3 decimals
 MAX_ABS_US = 9.0e15  # int64 nanoseconds end near 9.22e15 us
+MEMORY_EVENT = "[memory]"
 
 
 class _Args(msgspec.Struct, frozen=True, gc=False):
@@ -42,6 +43,11 @@ class _Args(msgspec.Struct, frozen=True, gc=False):
     input_dims: msgspec.Raw = msgspec.field(default=_NO_RAW, name="Input Dims")
     label: Any = msgspec.field(default=None, name="name")  # "M" events: thread/process name
     labels: Any = None  # "M" process_labels: "CPU", "GPU 0"
+    # "[memory]" instant events (profile_memory=True): one allocation (Bytes > 0) or free (< 0)
+    mem_bytes: int = msgspec.field(default=0, name="Bytes")
+    addr: int = msgspec.field(default=-1, name="Addr")
+    device_type: int = msgspec.field(default=-1, name="Device Type")  # 0 CPU, 1 CUDA
+    device_id: int = msgspec.field(default=-1, name="Device Id")
 
 
 _NO_ARGS = _Args()
@@ -211,6 +217,7 @@ class ColumnBuilder:
         self.string_ids: dict[str, int] = {}
         self.parts: dict[str, list[np.ndarray]] = {column: [] for column in COLUMNS}
         self.count = 0
+        self.memory: list[tuple[int, int, int, int, int, int]] = []
 
     # ------------------------------------------------------------------ chunks
 
@@ -360,6 +367,8 @@ class ColumnBuilder:
             for event in events:
                 if event.ph == "M":
                     self._metadata_event(event)
+                elif event.ph == "i" and event.name == MEMORY_EVENT:
+                    self._memory_event(event)
         if complete:
             self._add_complete(complete)
 
@@ -508,6 +517,29 @@ class ColumnBuilder:
                     stream = np.where(on_gpu & (stream < 0) & (tid == sid), int(number), stream)
         stream = np.where(on_gpu, stream, -1)
         return device, stream
+
+    def _memory_event(self, event: Any) -> None:
+        args = event.args
+        if self.exact_ts:
+            ts = literal_us_to_ns(bytes(event.ts))
+        elif math.isfinite(event.ts) and abs(event.ts) < MAX_ABS_US:
+            whole = math.floor(event.ts)  # as us_to_ns does, one value at a time
+            ts = int(whole) * 1000 + round((event.ts - whole) * 1000.0)
+        else:
+            ts = None
+        if ts is None or not args.mem_bytes or args.addr < 0:
+            return
+        tid = event.tid if type(event.tid) is int else self.string_id(str(event.tid))
+        self.memory.append((int(ts), int(args.mem_bytes), int(args.addr), int(args.device_type), int(args.device_id), tid))
+
+    def memory_columns(self) -> MemoryEvents | None:
+        """The "[memory]" events in time order, or None when the trace has none."""
+        if not self.memory:
+            return None
+        rows = sorted(self.memory)
+        self.memory = []
+        columns = list(zip(*rows))
+        return MemoryEvents(*(np.array(column, dtype=np.int64) for column in columns))
 
     def _metadata_event(self, event: Any) -> None:
         label = event.args.label

@@ -98,6 +98,22 @@ class TraceMetadata:
 
 
 @dataclass(eq=False)
+class MemoryEvents:
+    """The trace's "[memory]" instant events (torch.profiler with profile_memory=True), in time
+    order: each an allocation (bytes > 0) or a free (bytes < 0) at an address."""
+
+    ts_ns: np.ndarray
+    bytes: np.ndarray
+    addr: np.ndarray
+    device_type: np.ndarray  # 0 CPU, 1 CUDA
+    device_id: np.ndarray
+    tid: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts_ns.shape[0])
+
+
+@dataclass(eq=False)
 class Trace:
     """Complete ("X") events of one trace file as numpy columns, sorted by start time.
 
@@ -126,6 +142,7 @@ class Trace:
     string_ids: dict[int, str] = field(default_factory=dict)  # id -> the string pid/tid it stands for
     # Derived indexes shared by the analyses (main thread, op nesting...), built on first use.
     derived: dict[Any, Any] = field(default_factory=dict, repr=False)
+    memory: MemoryEvents | None = None  # "[memory]" events, when the profiler recorded them
 
     def __len__(self) -> int:
         return int(self.ts_ns.shape[0])

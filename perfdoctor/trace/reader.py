@@ -86,6 +86,7 @@ def read_trace(path: str | Path, *, block_bytes: int = BLOCK_BYTES) -> Trace:
         metadata=metadata,
         skipped=skipped,
         string_ids={value: key for key, value in builder.string_ids.items()},
+        memory=builder.memory_columns(),
         **columns,
     )
 

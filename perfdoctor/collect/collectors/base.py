@@ -24,6 +24,7 @@ class RunOptions:
     profile_start: int | None = None  # first profiled step (0-based); None: chosen from max_steps
     profile_steps: int | None = None  # how many steps to profile
     profile_stack: bool = False
+    profile_memory: bool = False  # torch.profiler's profile_memory in the profiled steps
     host_interval_s: float = 0.5
     run_name: str = "run"
 
@@ -51,6 +52,10 @@ class Collector:
 
     def start(self, ctx: CollectorContext) -> None:
         """Begin collecting (before the user's script runs)."""
+
+    def script_raised(self, error: BaseException) -> None:
+        """The script's call raised `error` (not StopRun): called before `stop`, while the
+        error's frames are still alive (an out-of-memory error's allocator state, say)."""
 
     def stop(self) -> None:
         """Stop collecting; called once, however the run ends. What it buffered is written by

@@ -133,6 +133,7 @@ class ProfilerCollector(Collector):
             record_shapes=True,
             with_flops=True,
             with_stack=self._ctx.options.profile_stack,
+            profile_memory=self._ctx.options.profile_memory,
         )
         self._done = False
         self._watch_for_user_profilers()

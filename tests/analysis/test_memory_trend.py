@@ -1,0 +1,114 @@
+"""The trend that decides memory-growth: a steady leak is growth; warm-up, a plateau after one
+jump, a sawtooth at epoch boundaries and noise are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perfdoctor.analysis.trend import TrendLimits, binned, drawdown, fit_trend, theil_sen
+
+MIB = 2**20
+STEPS = list(range(2, 402))
+
+
+def noisy(values, scale=1.5 * MIB, seed=0):
+    rng = np.random.default_rng(seed)
+    return [float(v + rng.normal(0, scale)) for v in values]
+
+
+def test_a_steady_leak_is_growth_with_its_rate():
+    values = noisy([400 * MIB + 3 * MIB * s for s in STEPS])
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and trend.growing, trend
+    assert trend.fit.low <= 3 * MIB <= trend.fit.high
+    assert abs(trend.rate - 3 * MIB) < 0.05 * MIB
+    assert trend.from_step >= 2 + 0.2 * 399 - 1  # warm-up left out
+    assert abs(trend.growth - 3 * MIB * (trend.to_step - trend.from_step)) < 20 * MIB
+
+
+def test_outliers_do_not_move_the_slope():
+    values = [400 * MIB + 3 * MIB * s for s in STEPS]
+    for i in range(0, len(values), 9):  # every 9th sample 200 MiB off (a transient buffer)
+        values[i] += 200 * MIB
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and trend.growing and abs(trend.fit.slope - 3 * MIB) < 0.1 * MIB
+
+
+def test_warm_up_then_flat_is_not_growth():
+    values = noisy([300 * MIB + min(s, 60) * 2 * MIB for s in STEPS])  # rises for 60 steps, then flat
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and not trend.growing
+
+
+def test_a_long_warm_up_reaching_into_the_window_is_not_growth():
+    # A rise over the first 45% of the run: the fitted window starts inside it.
+    values = noisy([300 * MIB + min(s, 180) * MIB for s in STEPS])
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and not trend.growing
+    assert "third" in trend.reason or "interval" in trend.reason or "noise" in trend.reason
+
+
+@pytest.mark.parametrize("at", [150, 250, 350])
+def test_one_jump_then_a_plateau_is_not_growth(at):
+    values = noisy([500 * MIB + (512 * MIB if s >= at else 0) for s in STEPS])  # the allocator reserves one more block
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and not trend.growing, trend.reason
+
+
+def test_a_sawtooth_at_epoch_boundaries_is_not_growth():
+    # Workers' memory grows within each epoch and is released when they restart (every 100 steps).
+    values = noisy([200 * MIB + (s % 100) * 3 * MIB for s in STEPS])
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and not trend.growing
+
+
+def test_a_sawtooth_of_three_epochs_is_not_growth_either():
+    values = noisy([200 * MIB + (s % 133) * 3 * MIB for s in STEPS])
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and not trend.growing
+
+
+def test_noise_alone_is_not_growth():
+    trend = fit_trend(STEPS, noisy([800 * MIB] * len(STEPS), scale=20 * MIB), first_step=2)
+    assert trend is not None and not trend.growing
+
+
+def test_growth_that_slows_projects_with_the_late_rate():
+    values = [300 * MIB + 60 * MIB * np.sqrt(s) for s in STEPS]
+    trend = fit_trend(STEPS, values, first_step=2)
+    assert trend is not None and trend.growing
+    assert trend.late_slope is not None and trend.rate == trend.late_slope < trend.fit.slope
+
+
+def test_too_short_to_tell():
+    steps = list(range(2, 14))
+    trend = fit_trend(steps, [100 * MIB + 3 * MIB * s for s in steps], first_step=2)
+    assert trend is not None and not trend.growing and trend.reason.startswith("too short")
+    assert fit_trend([1, 2], [1.0, 2.0], first_step=0) is None
+
+
+def test_missing_values_and_steps_before_the_first_are_ignored():
+    values: list = [400 * MIB + 3 * MIB * s for s in STEPS]
+    values[10] = None
+    trend = fit_trend([*STEPS[:5], None, *STEPS[6:]], values, first_step=50)
+    assert trend is not None and trend.growing and trend.from_step >= 50
+
+
+def test_limits_are_tunable():
+    values = noisy([300 * MIB + min(s, 180) * MIB for s in STEPS])
+    assert fit_trend(STEPS, values, 2, TrendLimits(warmup_share=0.5)).growing is False
+
+
+def test_theil_sen_and_its_interval():
+    x = np.arange(50, dtype=float)
+    fit = theil_sen(x, 2 * x + 5)
+    assert fit is not None and fit.slope == 2 and fit.low == 2 == fit.high and abs(fit.intercept - 5) < 1e-9
+    assert theil_sen(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0])) is None
+
+
+def test_binning_keeps_medians_over_equal_stretches():
+    steps = np.arange(10_000, dtype=float)
+    xs, ys = binned(steps, steps * 2, max_points=100)
+    assert xs.size == 100 and np.all(np.diff(xs) > 0) and np.allclose(ys, xs * 2)
+    assert drawdown(np.array([1.0, 5.0, 2.0, 6.0, 5.5])) == 3.0
