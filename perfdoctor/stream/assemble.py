@@ -30,9 +30,10 @@ class _Columns:
     """Per-step columns filled chunk by chunk; a chunk that starts past the end (a gap: the
     chunks before it were lost) ends the filling, and the gap is remembered."""
 
-    def __init__(self, names: tuple[str, ...], fill: Any = 0) -> None:
+    def __init__(self, names: tuple[str, ...], fill: Any = 0, pad_gaps: bool = False) -> None:
         self.names = names
         self.fill = fill  # for a column older chunks did not write
+        self.pad_gaps = pad_gaps  # columns that carry their own step: a gap is unknown values, not the end
         self.values: dict[str, list[Any]] = {name: [] for name in names}
         self.gap: tuple[int, int] | None = None  # (steps known, index of the first step left out)
         self.left_out = 0
@@ -41,6 +42,10 @@ class _Columns:
         known = len(self.values[self.names[0]])
         first = chunk.get("first")
         first = known if first is None else int(first)
+        if first > known and self.pad_gaps and self.gap is None:
+            for name in self.names:
+                self.values[name].extend([self.fill] * (first - len(self.values[name])))
+            known = first
         if self.gap is not None or first > known:
             self.gap = self.gap or (known, first)
             self.left_out += max((len(chunk.get(name) or []) for name in self.names), default=0)
@@ -199,12 +204,12 @@ def memory(records: list[dict[str, Any]], problems: list[str] | None = None) -> 
     """The memory collector's samples as columns (None where a value was not read), its meta,
     the CUDA device it read, and an out-of-memory error if the script raised one."""
     out: dict[str, Any] = {"meta": {}, "cuda": None, "oom": None, "error": None, "cost": None}
-    filled = _Columns(MEMORY_COLUMNS, fill=None)
+    filled = _Columns(MEMORY_COLUMNS, fill=None, pad_gaps=True)  # every sample names its step
     for record in records:
         if "samples" in record:
             filled.place(record["samples"])
         elif "restart" in record:
-            filled = _Columns(MEMORY_COLUMNS, fill=None)
+            filled = _Columns(MEMORY_COLUMNS, fill=None, pad_gaps=True)
         elif "meta" in record:
             out["meta"].update(record["meta"])
         elif "cuda" in record:
@@ -215,7 +220,6 @@ def memory(records: list[dict[str, Any]], problems: list[str] | None = None) -> 
             out["cost"] = record["cost"]
         elif "error" in record and out["error"] is None:
             out["error"] = record["error"]
-    _note(problems, filled.problem("memory samples"))
     columns = filled.values
     count = len(columns["step"])
     out["samples"] = {name: (values + [None] * (count - len(values)))[:count] for name, values in columns.items()}
