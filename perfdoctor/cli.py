@@ -89,7 +89,7 @@ class RunCommand(Command):
         from .run.job import JobOptions, run_launcher, run_rank, run_single
         from .run.launch import TORCHRUN_OPTIONS, distributed_run_dir, launched_by_perfdoctor
         from .run.target import Target
-        from .stream.rundir import default_run_dir
+        from .stream.rundir import default_run_dir, tb_run_name
 
         target = Target(script=args.script, module=args.module, args=list(args.script_args))
         target.check()
@@ -103,7 +103,7 @@ class RunCommand(Command):
             profile_stack=args.profile_stack,
             profile_memory=args.profile_memory,
             host_interval_s=args.host_interval,
-            run_name=args.module or Path(target.display_name).stem or "run",  # where traces and scalars go
+            run_name=tb_run_name(args.module or Path(target.display_name).stem or "run"),  # where traces and scalars go
         )
         job = JobOptions(out=args.out, options=options, quiet=args.quiet, config=config, inbox=inbox)
         if args.nproc_per_node is not None:

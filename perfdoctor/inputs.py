@@ -19,45 +19,19 @@ directory that is a file (or anything but a directory), and an output file that 
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PerfdoctorError
+from .readfile import describe_mode, describe_os_error
 from .stream.rundir import RunDir
 from .trace.errors import shown
 
 TRACE_SUFFIXES = (".json", ".json.gz")
 REPORT_FILES = ("report.json", "report.html")
 _OWN_REPORT = b'{"schema":"perfdoctor.report/'
-
-
-def describe_mode(mode: int) -> str:
-    """What kind of file a stat mode is, in words."""
-    kinds = (
-        (stat.S_ISREG, "regular file"), (stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
-        (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"),
-        (stat.S_ISLNK, "symlink"),
-    )
-    return next((name for test, name in kinds if test(mode)), "special file")
-
-
-def describe_os_error(path: Path, error: OSError) -> str:
-    """Why path cannot be used, in a few words: never "no such file" for a symlink loop."""
-    if error.errno == errno.ELOOP:
-        return "a symlink loop (too many levels of symbolic links)"
-    if error.errno == errno.ENOENT and os.path.islink(path):
-        try:
-            return f"a symlink to {os.readlink(path)}, which does not exist"
-        except OSError:
-            return "a dangling symlink"
-    if error.errno == errno.ENOENT:
-        return "no such file or directory"
-    if error.errno == errno.ENOTDIR:
-        return "a part of the path is not a directory"
-    return error.strerror.lower() if error.strerror else str(error)
 
 
 def stat_input(path: Path) -> os.stat_result:

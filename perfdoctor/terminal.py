@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from typing import Any
 
 # C0 controls, DEL and C1 controls; bidi marks, embeddings, overrides and isolates; lone
 # surrogates (os.fsdecode turns each undecodable byte of a file name into one).
@@ -32,6 +33,18 @@ def without_surrogates(text: str) -> str:
     """text as UTF-8 can store it: each undecodable byte of a file name (a lone surrogate) as
     the same visible escape `printable` shows, `\\xff`; everything else unchanged."""
     return _SURROGATE.sub(_escape, text)
+
+
+def data_without_surrogates(value: Any) -> Any:
+    """`value` (dicts, lists, strings) with `without_surrogates` applied to every string in it,
+    keys too."""
+    if isinstance(value, str):
+        return without_surrogates(value)
+    if isinstance(value, dict):
+        return {data_without_surrogates(key): data_without_surrogates(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [data_without_surrogates(item) for item in value]
+    return value
 
 
 def shell_quote(path: object) -> str:

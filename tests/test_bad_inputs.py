@@ -11,21 +11,20 @@ perfdoctor.cli.main under a deadline.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import hashlib
 import json
 import os
-import re
 import shutil
-import signal
 import socket
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from bad_input_helpers import (
+    CONTROL, CORPUS, DEADLINE_S, HARNESS, MANIFEST, assert_clean_terminal, assert_one_line, assert_report, deadline,
+    fingerprint, report,
+)
+from hypothesis import given
 from hypothesis import strategies as st
 from trace_builders import cpu_training_events, kineto_text
 
@@ -33,79 +32,12 @@ from perfdoctor.cli import main
 from perfdoctor.trace import TraceError, read_trace
 from perfdoctor.trace.errors import shown
 
-CORPUS = Path(__file__).parent / "data" / "bad_inputs"
-MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
-DEADLINE_S = 60  # one report of a small input; generous for two shared, noisy cores
-# Control characters on the terminal: C0 except the newline ending each line, DEL, C1, bidi controls.
-CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-class Hang(BaseException):
-    """Raised in the test when a report runs past its deadline (BaseException: no `except
-    Exception` in perfdoctor can swallow it)."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    def expire(signum, frame):
-        raise Hang(f"perfdoctor report still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def report(capsys, *args: str | Path) -> tuple[int, str]:
-    """`perfdoctor report ARGS` in this process, under the deadline: (exit status, stderr)."""
-    capsys.readouterr()
-    with deadline(DEADLINE_S):
-        code = main(["report", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.err + captured.out
-
-
-def fingerprint(paths: list[Path]) -> dict[Path, tuple]:
-    """Contents and metadata of every regular file among paths (directories: their entries)."""
-    found: dict[Path, tuple] = {}
-    for path in paths:
-        entries = [Path(e.path) for e in os.scandir(path)] if path.is_dir() and not path.is_symlink() else [path]
-        for entry in entries:
-            try:
-                info = os.stat(entry)
-            except OSError:
-                continue
-            if os.path.isfile(entry) and os.access(entry, os.R_OK):
-                found[entry] = (hashlib.sha256(entry.read_bytes()).hexdigest(), info.st_size, info.st_mtime_ns, info.st_ino)
-    return found
-
-
-def assert_one_line(code: int, err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("perfdoctor: error: "), err
-    assert "internal error" not in lines[0], err  # a bug of ours, not a refusal of the input
-    return lines[0]
-
-
-def assert_clean_terminal(err: str) -> None:
-    assert "Traceback" not in err, err
-    assert not CONTROL.search(err), repr(err)
-    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in err), repr(err)  # printable as UTF-8
-
-
-def assert_report(out: Path) -> dict:
-    produced = json.loads((out / "report.json").read_text())
-    assert (out / "report.html").stat().st_size > 1000
-    return produced
+TRACE_CASES = sorted(name for name in MANIFEST if "/" not in name)  # runs/ and reports/ have harnesses of their own
 
 
 # ------------------------------------------------------------------ the regression corpus
 
-@pytest.mark.parametrize("name", sorted(MANIFEST))
+@pytest.mark.parametrize("name", TRACE_CASES)
 def test_regression_corpus(tmp_path, capsys, name):
     expected = MANIFEST[name]
     trace = tmp_path / name
@@ -130,10 +62,12 @@ def test_the_corpus_is_what_make_corpus_writes(tmp_path):
     import runpy
 
     generator = runpy.run_path(str(CORPUS / "make_corpus.py"))
-    assert set(generator["CASES"]) == set(MANIFEST)
-    for name, (data, expected) in generator["CASES"].items():
+    files, manifest = generator["corpus"]()
+    assert manifest == MANIFEST
+    for name, data in files.items():
         assert (CORPUS / name).read_bytes() == data, name
-        assert MANIFEST[name] == expected, name
+    written = {str(path.relative_to(CORPUS)) for path in CORPUS.rglob("*") if path.is_file()}
+    assert written - {"make_corpus.py", "manifest.json"} == set(files), "files of the corpus that make_corpus.py does not write"
 
 
 # ------------------------------------------------------------------ what no repository can hold
@@ -425,10 +359,6 @@ def _run_and_check(capsys, inputs: list[Path], out_mode: str, folder: Path) -> N
                 assert "unusable and skipped" in notes, notes
 
 
-# More examples for a longer search: PERFDOCTOR_HARNESS_EXAMPLES=500 pytest tests/test_bad_inputs.py -k any_
-HARNESS = settings(max_examples=int(os.environ.get("PERFDOCTOR_HARNESS_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
 @HARNESS
 @given(TRACE_BYTES, PACKING, FILE_NAMES, st.sampled_from(["default", "separate", "input-folder", "input-itself"]))
 def test_any_trace_file(capsys, data, packing, name, out_mode):
@@ -520,3 +450,22 @@ def test_a_script_name_that_is_not_utf8_gives_a_whole_report(tmp_path):
     assert (out / "report.html").stat().st_size > 1000
     assert "train-\\xff.py" in (out / "report.html").read_text(encoding="utf-8")  # the same escape as the terminal's
     assert json.loads((out / "report.json").read_text())["run"]["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_the_trace_of_a_script_whose_name_is_not_utf8_is_kept(tmp_path):
+    """Its TensorBoard folder is UTF-8 without a backslash (Kineto's export takes `\\` for a path
+    separator and lost the trace of `train-\\xff.py`); the trace and the scalars share it."""
+    import subprocess
+    import sys
+
+    script = os.fsencode(tmp_path) + b"/train-\xff.py"
+    shutil.copyfile(Path(__file__).parent / "workloads" / "tiny_train.py", script)
+    out = tmp_path / "run"
+    result = subprocess.run([os.fsencode(sys.executable), b"-m", b"perfdoctor", b"run", b"-q", b"--out", os.fsencode(out), script, b"12"],
+                            capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert [path.name for path in (out / "tb").iterdir()] == ["train-_xff"]
+    produced = json.loads((out / "report.json").read_text())
+    assert produced["operators"]["trace_files"] and not any("export" in note for note in produced["notes"]), produced["notes"]
+    assert list((out / "tb" / "train-_xff").glob("*.pt.trace.json.gz")) and list((out / "tb" / "train-_xff").glob("events.out.tfevents.*"))

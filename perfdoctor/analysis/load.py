@@ -8,6 +8,7 @@ job-wide `ddp` section merged from every rank's compact summary (see `ranks.py`)
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +21,7 @@ from ..model.environment import Environment
 from ..model.gpu import OptimizerConfig
 from ..model.profiler import ProfilerSection
 from ..model.run import RunError, RunInfo, status_of, worse
+from ..stream import shapes
 from ..stream.rundir import RunDir
 from .dataloader import summarize_loaders
 from .host import summarize_host
@@ -46,6 +48,22 @@ def typed(kind: type[T], raw: Any, where: str, notes: list[str]) -> T | None:
         return None
 
 
+def typed_fields(kind: type, raw: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    """`raw` without the fields that do not have their shape in `kind` (a note names each);
+    fields `kind` does not describe are kept as they are."""
+    shapes_of = {field.name: field.type for field in msgspec.structs.fields(kind)}
+    kept: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in shapes_of:
+            try:
+                msgspec.convert(value, shapes_of[name])
+            except msgspec.ValidationError as error:
+                notes.append(f"{where}: {name} is not in the shape this perfdoctor reads ({error}); it is left out of the report.")
+                continue
+        kept[name] = value
+    return kept
+
+
 def load_run(root: Path) -> RunData:
     rundir = RunDir(Path(root))
     ranks = rundir.ranks("run")
@@ -65,22 +83,32 @@ def load_run(root: Path) -> RunData:
 
 def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | None]:
     """One rank's RunData (its own steps, DataLoader, host, trace) and its raw DDP record."""
-    run_raw = rundir.read_raw_file("run", rank)
-    if run_raw is None:
-        raise PerfdoctorError(f"{rundir.root}: unreadable {rundir.raw_path('run', rank).name}")
-
-    def raw(name: str) -> dict[str, Any]:
-        return rundir.read_raw_file(name, rank) or {}
+    notes: list[str] = []
 
     def where(name: str) -> str:
-        return f"raw/{rundir.raw_path(name, rank).name}"
+        return rundir.raw_file_name(name, rank)
 
-    notes: list[str] = []
+    def raw(name: str) -> dict[str, Any]:
+        """A raw file, checked: one of the wrong shape costs its own section (or, for the run and
+        the settings, the fields of the wrong shape), with a note."""
+        data = rundir.read_raw_file(name, rank) or {}
+        shape = shapes.SECTIONS.get(name)
+        if not data or shape is None:
+            return data
+        if name in ("run", "settings"):
+            return typed_fields(shape, data, where(name), notes)
+        return data if typed(shape, data, where(name), notes) is not None else {}
+
+    run_raw = raw("run")
+    if not run_raw:
+        why = rundir.read_raw_checked("run", rank).unreadable or f"{where('run')} holds no run record"
+        raise PerfdoctorError(f"{rundir.root}: {why}")
     status = run_raw.get("status")
     if status is not None and status_of(status) is None:
         notes.append(f"{where('run')} gives the run's status as {status!r}, which this perfdoctor does not know: reported as failed.")
     settings = raw("settings")
-    profiler = typed(ProfilerSection, raw("profiler"), where("profiler"), notes) if raw("profiler") else None
+    profiler_raw = raw("profiler")
+    profiler = typed(ProfilerSection, profiler_raw, where("profiler"), notes) if profiler_raw else None
     steps_raw = raw("steps")
     series = series_from_raw(steps_raw, profiler.profiled_steps if profiler else [])
     environment = environment_from_settings(settings, where("settings"), notes)
@@ -105,7 +133,7 @@ def load_rank(rundir: RunDir, rank: int | None) -> tuple[RunData, DdpRecord | No
     _add_gpu(data, trace, raw("gpu"), optimizers)
     _add_notes(data, run_raw, profiler)
     add_child_processes(data, rundir, rank)
-    ddp_raw = rundir.read_raw_file("ddp", rank)
+    ddp_raw = raw("ddp")
     return data, typed(DdpRecord, ddp_raw, where("ddp"), data.notes) if ddp_raw else None
 
 
@@ -156,7 +184,7 @@ def _run_info(raw: dict[str, Any]) -> RunInfo:
         started=raw.get("started"),
         duration_s=raw.get("duration_s"),
         ranks=int(raw.get("world_size") or 1),
-        error=RunError(type=str(error.get("type")), message=str(error.get("message"))) if isinstance(error, dict) else None,
+        error=RunError(type=error.get("type") or "unknown", message=error.get("message") or "") if isinstance(error, dict) else None,
         max_steps=raw.get("max_steps"),
     )
 
@@ -176,16 +204,29 @@ def environment_from_settings(settings: dict[str, Any], where: str = "raw/settin
 
 
 def _add_trace(data: RunData, rundir: RunDir, profiler: ProfilerSection | None, rank: int | None) -> Trace | None:
-    """Summarise the rank's trace into data.trace; return the Trace read (or None)."""
-    listed = [rundir.root / path for path in (profiler.traces if profiler else [])]
-    paths = [path for path in listed if path.exists()]
+    """Summarise the rank's trace into data.trace; return the Trace read (or None). A trace the
+    run names but that cannot be read (or lies outside the run directory) is said in the notes."""
+    refused: list[str] = []
+    paths: list[Path] = []
+    for relative in profiler.traces if profiler else []:
+        path, why = rundir.run_file(relative)
+        if path is None:
+            refused.append(str(why))
+        elif os.path.lexists(path):
+            paths.append(path)
+        else:
+            refused.append(f"{relative} that the profiler recorded is missing")
     if not paths and rank is None and not profiler:
-        paths = rundir.trace_files()
+        paths = rundir.trace_files(refused)
+    for why in refused:
+        data.notes.append(f"The trace {why}; operator statistics come only from the run's other traces, if any.")
     if not paths:
         return None
     from .trace_summary import summarize_traces
 
     data.trace, trace = summarize_traces(paths, relative_to=rundir.root)
+    for why in data.trace.skipped:
+        data.notes.append(f"A trace of this run was left out or read only in part: {why}.")
     return trace
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from ..stream import lines
 from ..stream.rundir import RunDir
+from ..terminal import printable
 
 FLUSH_INTERVAL_S = 0.25
 MAX_PENDING_BYTES = 16 * 2**20
@@ -164,7 +165,7 @@ class StreamWriter:
             self.write_error = message
             try:
                 print(
-                    f"perfdoctor: cannot write measurements to {self.rundir.raw} ({message}); "
+                    f"perfdoctor: cannot write measurements to {printable(self.rundir.raw)} ({printable(message)}); "
                     "the script goes on, and what was written is kept",
                     file=sys.stderr,
                     flush=True,

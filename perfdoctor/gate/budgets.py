@@ -290,6 +290,21 @@ def format_value(value: float, unit: str, points: bool = False) -> str:
     return f"{value:g}"
 
 
+def _finite(metric: Metric, report: LoadedReport) -> Measurement:
+    """The metric measured on this report, which must be a finite number at or above 0: a budget
+    never passes on NaN, infinity or a negative time (decoding refuses them; this holds even for a
+    report built in memory)."""
+    try:
+        measured = metric.measure(report)
+        value = float(measured.value)
+    except OverflowError:
+        value = math.inf
+    else:
+        if math.isfinite(value) and value >= 0:
+            return Measurement(value, measured.detail)
+    raise Unmeasured(f"{report.path}: the {metric.what} is {value!r}, not a measurement: the {metric.name} budget cannot be checked")
+
+
 def check_budgets(report: LoadedReport, budgets: Budgets) -> list[BudgetResult]:
     """Every budget that is set, measured on this report. Raises Unmeasured (exit 2) when the
     report did not measure what a budget names."""
@@ -299,7 +314,7 @@ def check_budgets(report: LoadedReport, budgets: Budgets) -> list[BudgetResult]:
         limit = getattr(budgets, metric.field)
         if limit is None:
             continue
-        measured = metric.measure(report)
+        measured = _finite(metric, report)
         ok = measured.value <= limit if metric.upper else measured.value >= limit
         results.append(BudgetResult(metric.name, metric.what, ok, float(limit), measured.value, metric.unit, measured.detail, where))
     if budgets.fail_on is not None:

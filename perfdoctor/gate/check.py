@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK
+from ..terminal import printable
 from .budgets import BudgetResult, Budgets, check_budgets
 from .regression import VERDICT_INCONCLUSIVE, VERDICT_REGRESSION, RegressionResult, compare_reports
 from .reportfile import LoadedReport
@@ -47,12 +48,14 @@ class CheckOutcome:
         return f"perfdoctor check: {'FAILED' if self.exit_code else 'passed'} ({'; '.join(parts)})"
 
     def text_lines(self) -> list[str]:
+        """What `check` prints: one line each, every control character from the data (a path,
+        a finding id) escaped, so that nothing read can colour the terminal or forge a line."""
         lines = [f"perfdoctor check {self.report}"]
         lines += [result.line() for result in self.budgets]
         if self.regression is not None:
             lines.append(f"{self.regression.line()} [baseline {self.baseline}]")
         lines.append(self.summary())
-        return lines
+        return [printable(line) for line in lines]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,7 +80,9 @@ class CheckOutcome:
 
 
 def _workflow_command(kind: str, message: str) -> str:
-    escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """A GitHub Actions workflow command. The message is data: its control characters are
+    escaped first (no new line can start a command of its own), then what the runner decodes."""
+    escaped = printable(message).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return f"::{kind} title=perfdoctor::{escaped}"
 
 

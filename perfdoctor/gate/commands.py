@@ -14,11 +14,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..command import Command, positive_number
 from ..errors import EXIT_OK, PerfdoctorError
+from ..terminal import printable
 from .budgets import METRICS, Budgets
 from .check import run_check
 from .reportfile import load_report
@@ -64,6 +66,9 @@ class CheckCommand(Command):
         parser.add_argument("--config", type=Path, metavar="PYPROJECT", help="pyproject.toml with [tool.perfdoctor.budgets] (default: nearest one)")
 
     def run(self, args: argparse.Namespace) -> int:
+        return guarded("check", lambda: self._check(args))
+
+    def _check(self, args: argparse.Namespace) -> int:
         from ..config import load_config
 
         if args.config is not None and not args.config.is_file():
@@ -89,7 +94,7 @@ class CheckCommand(Command):
         outcome = run_check(report, budgets, baseline, max_regression or DEFAULT_MAX_REGRESSION, strict=args.strict)
         annotations = outcome.github_annotations() if os.environ.get("GITHUB_ACTIONS") == "true" else []
         if args.format == "json":
-            print(json.dumps(outcome.to_json(), indent=2))
+            print(json.dumps(outcome.to_json(), indent=2, allow_nan=False))
             for line in annotations:  # stdout stays one JSON document; the runner reads stderr too
                 print(line, file=sys.stderr)
         else:
@@ -117,18 +122,34 @@ class DiffCommand(Command):
         parser.add_argument("--format", choices=("text", "json"), default="text", help="console output format (default text)")
 
     def run(self, args: argparse.Namespace) -> int:
+        return guarded("diff", lambda: self._diff(args))
+
+    def _diff(self, args: argparse.Namespace) -> int:
         from .diff import build_diff, text_lines, write_diff_html
 
         a, b = load_report(args.a), load_report(args.b)
         diff = build_diff(a, b)
         if args.format == "json":
-            print(json.dumps(diff.to_json(), indent=2))
+            print(json.dumps(diff.to_json(), indent=2, allow_nan=False))
         else:
             print("\n".join(text_lines(diff)))
         if args.out is not None:
             try:
                 path = write_diff_html(diff, a, b, args.out)
             except OSError as error:
-                raise PerfdoctorError(f"cannot write {args.out / 'diff.html'}: {error.strerror or error}")
-            print(f"perfdoctor diff: wrote {path}", file=sys.stderr)
+                raise PerfdoctorError(f"cannot write {args.out / 'diff.html'}: {error.strerror or error}") from None
+            print(f"perfdoctor diff: wrote {printable(path)}", file=sys.stderr)
         return EXIT_OK
+
+
+def guarded(command: str, run: Callable[[], int]) -> int:
+    """A command's run: a bug of ours met on some input is still one line and exit status 2
+    (`perfdoctor -v` shows the traceback), never a traceback in a CI log."""
+    try:
+        return run()
+    except PerfdoctorError:
+        raise
+    except Exception as error:
+        raise PerfdoctorError(
+            f"internal error in {command} ({type(error).__name__}: {error}); `perfdoctor -v {command} ...` shows the traceback"
+        ) from error

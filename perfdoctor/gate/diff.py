@@ -15,6 +15,7 @@ from typing import Any
 from ..model.finding import Finding
 from ..model.numbers import rounded
 from ..model.steps import PHASES, PhaseValues
+from ..terminal import printable
 from .reportfile import LoadedReport
 
 STEP_STATS = (("p50", "median"), ("mean", "mean"), ("p95", "p95"), ("min", "min"), ("max", "max"))
@@ -228,6 +229,7 @@ def _saving(value: float | None) -> str:
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    rows = [tuple(printable(cell) for cell in row) for row in rows]  # escaped before they are measured
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     def line(row: tuple[str, ...]) -> str:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
@@ -236,6 +238,12 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str
 
 
 def text_lines(diff: ReportDiff) -> list[str]:
+    """The console table, every control character from the data (operator names, finding
+    titles, paths) escaped: nothing read can colour the terminal or forge a line."""
+    return [printable(line) for line in _text_lines(diff)]
+
+
+def _text_lines(diff: ReportDiff) -> list[str]:
     lines = ["perfdoctor diff"]
     for label, side in (("A", diff.a), ("B", diff.b)):
         facts = ", ".join(part for part in (side.name, f"{side.steps} steps" if side.steps is not None else "", side.status or "") if part)
@@ -298,7 +306,23 @@ def render_diff_html(diff: ReportDiff, a: LoadedReport, b: LoadedReport) -> str:
 
 
 def write_diff_html(diff: ReportDiff, a: LoadedReport, b: LoadedReport, out: Path) -> Path:
+    """DIR/diff.html, replaced atomically; never through a symlink, never over an input."""
+    import os
+    import stat
+
+    from ..errors import PerfdoctorError
+    from ..stream.atomic import write_text
+
     out.mkdir(parents=True, exist_ok=True)
     path = out / "diff.html"
-    path.write_text(render_diff_html(diff, a, b), encoding="utf-8")
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        found = None
+    if found is not None:
+        if stat.S_ISLNK(found.st_mode) or not stat.S_ISREG(found.st_mode):
+            raise PerfdoctorError(f"cannot write {path}: it is not a regular file (perfdoctor replaces only files it wrote)")
+        if any(os.path.samefile(path, side.path) for side in (a, b)):
+            raise PerfdoctorError(f"{path} is an input: writing the diff there would overwrite it (choose another --out)")
+    write_text(path, render_diff_html(diff, a, b))
     return path

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from .numbers import Share
+
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")  # worst first
 # How far the measurements behind a finding can be trusted: "high" unless something measured in
@@ -32,7 +34,7 @@ class Finding(msgspec.Struct, kw_only=True):
     severity: Severity
     title: str
     evidence: dict[str, Any]  # the measured numbers that fired it, named with their units
-    estimated_saving: float  # fraction of step time, 0..1
+    estimated_saving: Share  # fraction of step time, 0..1
     advice: str
     fix: str  # a code snippet
     docs: str  # where to read more

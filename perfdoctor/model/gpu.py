@@ -12,6 +12,8 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from .numbers import Count, NonNegative, Share
+
 Precision = Literal["half", "tf32", "fp32"]
 PRECISIONS: tuple[Precision, ...] = ("half", "tf32", "fp32")
 
@@ -64,10 +66,10 @@ class GpuSteps(msgspec.Struct, kw_only=True):
 
 
 class GpuStepRow(msgspec.Struct, kw_only=True):
-    step: int
-    step_ms: float
-    kernel_ms: float
-    utilization: float
+    step: Count
+    step_ms: NonNegative
+    kernel_ms: NonNegative
+    utilization: Share
     idle_ms: float
     idle_host_wait_ms: float
     kernels: int
@@ -149,16 +151,16 @@ class OptimizerConfig(msgspec.Struct, kw_only=True):
 
 class OtherDevice(msgspec.Struct, kw_only=True):
     index: int
-    utilization: float
+    utilization: Share
 
 
 class GpuMemory(msgspec.Struct, kw_only=True):
-    total_bytes: int | None
-    torch_peak_allocated_bytes: int | None
-    torch_peak_reserved_bytes: int | None
-    nvml_process_peak_bytes: int | None
-    nvml_device_used_peak_bytes: int | None
-    peak_share: float | None  # the largest peak over the total
+    total_bytes: Count | None
+    torch_peak_allocated_bytes: Count | None
+    torch_peak_reserved_bytes: Count | None
+    nvml_process_peak_bytes: Count | None
+    nvml_device_used_peak_bytes: Count | None
+    peak_share: NonNegative | None  # the largest peak over the total
 
     @classmethod
     def unknown(cls) -> GpuMemory:
@@ -222,9 +224,9 @@ class Mfu(msgspec.Struct, kw_only=True):
 
 class GpuSection(msgspec.Struct, kw_only=True):
     device: GpuDevice
-    utilization: float | None  # kernel time / profiled step time (trace), else NVML's mean / 100
+    utilization: Share | None  # kernel time / profiled step time (trace), else NVML's mean / 100
     utilization_source: Literal["trace", "nvml"] | None
-    peak_memory_bytes: int | None  # torch's max reserved, else NVML's peak for this process
+    peak_memory_bytes: Count | None  # torch's max reserved, else NVML's peak for this process
     steps: GpuSteps | None  # None without a GPU trace
     per_step: list[GpuStepRow] = msgspec.field(default_factory=list)
     sync_causes: list[OpCause] = msgspec.field(default_factory=list)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from .numbers import Count, NonNegative, Share
+
 
 class HostTimeline(msgspec.Struct, kw_only=True):
     """Sampled values over the run, a few hundred points at most."""
@@ -74,18 +76,18 @@ class CpuContention(msgspec.Struct, kw_only=True):
 
 
 class HostSummary(msgspec.Struct, kw_only=True):
-    samples: int
-    interval_s: float
-    logical_cores: int | None
-    usable_cores: int | None
-    process_cpu_mean: float | None  # percent of one core (200 = two cores busy)
-    children_cpu_mean: float | None  # DataLoader workers and other children, same unit
-    system_cpu_mean: float | None  # percent of all cores
-    system_cpu_p90: float | None
-    saturated_share: float | None  # share of samples with every usable core >= the busy bar
-    rss_peak_bytes: int | None
-    children_rss_peak_bytes: int | None
-    threads_max: int | None
+    samples: Count
+    interval_s: NonNegative
+    logical_cores: Count | None
+    usable_cores: Count | None
+    process_cpu_mean: NonNegative | None  # percent of one core (200 = two cores busy)
+    children_cpu_mean: NonNegative | None  # DataLoader workers and other children, same unit
+    system_cpu_mean: NonNegative | None  # percent of all cores
+    system_cpu_p90: NonNegative | None
+    saturated_share: Share | None  # share of samples with every usable core >= the busy bar
+    rss_peak_bytes: Count | None
+    children_rss_peak_bytes: Count | None
+    threads_max: Count | None
     involuntary_switches_per_s: float | None
     timeline: HostTimeline = msgspec.field(default_factory=HostTimeline)
     contention: CpuContention | None = None  # None: sampled by a perfdoctor that did not measure it

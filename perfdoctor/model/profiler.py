@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
+from .numbers import Count, NonNegative
+
 
 class ProfilerWindow(msgspec.Struct, kw_only=True):
-    start: int  # 0-based step
-    steps: int
+    start: Count  # 0-based step
+    steps: Count
 
 
 class StoodAside(msgspec.Struct, kw_only=True):
@@ -18,7 +20,7 @@ class StoodAside(msgspec.Struct, kw_only=True):
 class ProfilerSection(msgspec.Struct, kw_only=True):
     enabled: bool = True
     window: ProfilerWindow | None = None
-    profiled_steps: list[int] = msgspec.field(default_factory=list)
+    profiled_steps: list[Count] = msgspec.field(default_factory=list)
     traces: list[str] = msgspec.field(default_factory=list)  # relative to the run directory
-    export_s: float | None = None
+    export_s: NonNegative | None = None
     stood_aside: StoodAside | None = None  # the script started its own profiler

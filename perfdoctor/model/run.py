@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from .numbers import NonNegative, Positive
+
 Status = Literal["completed", "failed", "interrupted", "stopped", "killed"]
 # Worst first. A failing rank comes before a killed one: the ranks torchrun tears down after one
 # rank fails are a consequence of that failure.
@@ -36,8 +38,8 @@ class RunInfo(msgspec.Struct, kw_only=True):
     exit_code: int | None = None
     status: Status = "completed"
     started: str | None = None  # ISO-8601
-    duration_s: float | None = None
-    ranks: int = 1
+    duration_s: NonNegative | None = None
+    ranks: Positive = 1
     error: RunError | None = None
-    max_steps: int | None = None
+    max_steps: Positive | None = None
     source: Literal["run", "trace"] = "run"  # "run": perfdoctor ran it; "trace": read from foreign traces

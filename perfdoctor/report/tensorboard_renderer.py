@@ -13,9 +13,12 @@ from .renderer import AnalysedRun, Renderer
 
 
 def run_name(run: AnalysedRun) -> str:
-    """The TensorBoard run: the script's stem, else the module, else "run"."""
+    """The TensorBoard run: the script's stem, else the module, else "run" (the folder `perfdoctor
+    run` put the trace in)."""
+    from ..stream.rundir import tb_run_name
+
     info = run.report.run
-    return (info.script and Path(info.script).stem) or info.module or "run"
+    return tb_run_name((info.script and Path(info.script).stem) or info.module or "run")
 
 
 class TensorBoardRenderer(Renderer):

@@ -28,6 +28,7 @@ from typing import Any
 from ..analysis.rundata import RunData
 from ..config import Config
 from ..errors import PerfdoctorError
+from ..terminal import printable
 from .base import Finding, Rule, thresholds_with
 
 ENTRY_POINT_GROUP = "perfdoctor.rules"
@@ -70,7 +71,7 @@ def plugin_rules() -> list[Rule]:
         try:
             loaded = entry_point.load()
         except Exception as error:  # a broken plugin is reported, and the others still run
-            print(f"perfdoctor: rule plugin {entry_point.name!r} failed to load: {error}", file=sys.stderr)
+            print(f"perfdoctor: rule plugin {printable(repr(entry_point.name))} failed to load: {printable(error)}", file=sys.stderr)
             continue
         for rule_class in loaded if isinstance(loaded, (list, tuple)) else [loaded]:
             if isinstance(rule_class, type) and issubclass(rule_class, Rule):

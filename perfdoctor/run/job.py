@@ -16,6 +16,7 @@ from ..config import Config
 from ..errors import PerfdoctorError
 from ..stream.lock import RunLock
 from ..stream.rundir import RunDir
+from ..terminal import printable
 from .live import LiveView
 from .outcome import STATUS_COMPLETED, STATUS_INTERRUPTED, Outcome
 from .supervisor import ChildSpec, SignalInbox, Supervisor
@@ -54,8 +55,9 @@ def prepare_run_dir(root: Path, rank: int | None = None, launched: bool = False)
 
 
 def say(text: str) -> None:
+    """One line on stderr; the run directory's name and error messages in it are escaped."""
     try:
-        print(text, file=sys.stderr, flush=True)
+        print(printable(text), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 

@@ -1,9 +1,12 @@
 """From a stream's records to the raw shape the analysis reads (what `RUN/raw/<name>.json` held
 before streaming): one function per stream, each applying the records in order.
 
-Per-step records carry the index of their first step, so a stream cut short or written with a
-gap still puts every step where it belongs; a `restart` record (the step clock folded the
-batch-steps before the first optimizer step into one warm-up step) drops what came before it.
+Per-step records carry the index of their first step, so every step lands where it belongs; a
+`restart` record (the step clock folded the batch-steps before the first optimizer step into one
+warm-up step) drops what came before it. Steps after a gap (a damaged record lost the steps
+before them) are left out, and `problems` says so: a step is never guessed at.
+
+The records are those that have their kind's shape (`shapes.py`; RunDir checks them first).
 """
 
 from __future__ import annotations
@@ -23,36 +26,73 @@ HOST_COLUMNS = (
 )
 
 
-def _place(columns: dict[str, list[Any]], chunk: dict[str, Any], names: tuple[str, ...], fill: Any = 0) -> None:
-    """Write a chunk of per-step values at its `first` index (padding a gap with `fill`)."""
-    first = int(chunk.get("first", len(columns[names[0]])))
-    for name in names:
-        values = chunk.get(name) or []
-        column = columns[name]
-        if len(column) < first:
-            column.extend([fill] * (first - len(column)))
-        column[first : first + len(values)] = values
+class _Columns:
+    """Per-step columns filled chunk by chunk; a chunk that starts past the end (a gap: the
+    chunks before it were lost) ends the filling, and the gap is remembered."""
+
+    def __init__(self, names: tuple[str, ...], fill: Any = 0, pad_gaps: bool = False) -> None:
+        self.names = names
+        self.fill = fill  # for a column older chunks did not write
+        self.pad_gaps = pad_gaps  # columns that carry their own step: a gap is unknown values, not the end
+        self.values: dict[str, list[Any]] = {name: [] for name in names}
+        self.gap: tuple[int, int] | None = None  # (steps known, index of the first step left out)
+        self.left_out = 0
+
+    def place(self, chunk: dict[str, Any]) -> None:
+        known = len(self.values[self.names[0]])
+        first = chunk.get("first")
+        first = known if first is None else int(first)
+        if first > known and self.pad_gaps and self.gap is None:
+            for name in self.names:
+                self.values[name].extend([self.fill] * (first - len(self.values[name])))
+            known = first
+        if self.gap is not None or first > known:
+            self.gap = self.gap or (known, first)
+            self.left_out += max((len(chunk.get(name) or []) for name in self.names), default=0)
+            return
+        for name in self.names:
+            values = chunk.get(name) or []
+            column = self.values[name]
+            if values and len(column) < first:  # a column older chunks did not write
+                column.extend([self.fill] * (first - len(column)))
+            column[first : first + len(values)] = values
+
+    def problem(self, what: str) -> str | None:
+        if self.gap is None:
+            return None
+        known, first = self.gap
+        lost = f"step {known}" if first == known + 1 else f"steps {known} to {first - 1}"
+        return (
+            f"The {what} of {lost} were lost (a damaged record): the {self.left_out} recorded after them are left "
+            "out rather than put in the wrong place."
+        )
 
 
-def steps(records: list[dict[str, Any]]) -> dict[str, Any]:
-    columns: dict[str, list[Any]] = {name: [] for name in STEP_COLUMNS}
+def steps(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
+    columns = _Columns(STEP_COLUMNS)
     out: dict[str, Any] = {"mode": None, "optimizers": [], "origin_unix_s": None}
     for record in records:
         if "steps" in record:
-            _place(columns, record["steps"], STEP_COLUMNS)
+            columns.place(record["steps"])
         elif "restart" in record:
-            columns = {name: [] for name in STEP_COLUMNS}
+            columns = _Columns(STEP_COLUMNS)
         elif "mode" in record:
             out["mode"] = record["mode"]
         elif "optimizer" in record:
             out["optimizers"].append(record["optimizer"])
         elif "origin_unix_s" in record:
             out["origin_unix_s"] = record["origin_unix_s"]
-    count = min(len(columns["start_ns"]), len(columns["end_ns"]))
-    return {**out, **{name: values[:count] for name, values in columns.items()}}
+    _note(problems, columns.problem("times"))
+    count = min(len(columns.values["start_ns"]), len(columns.values["end_ns"]))
+    return {**out, **{name: values[:count] for name, values in columns.values.items()}}
 
 
-def dataloader(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _note(problems: list[str] | None, problem: str | None) -> None:
+    if problems is not None and problem is not None:
+        problems.append(problem)
+
+
+def dataloader(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     loaders: dict[int, dict[str, Any]] = {}
 
     def loader(ident: Any) -> dict[str, Any]:
@@ -88,7 +128,7 @@ def dataloader(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"loaders": result}
 
 
-def host(records: list[dict[str, Any]]) -> dict[str, Any]:
+def host(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"interval_s": None, "logical_cores": None, "physical_cores": None, "error": None}
     samples: dict[str, list[Any]] = {name: [] for name in HOST_COLUMNS}
     for record in records:
@@ -103,7 +143,7 @@ def host(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {**out, "samples": samples}
 
 
-def gpu(records: list[dict[str, Any]]) -> dict[str, Any]:
+def gpu(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     devices: dict[int, dict[str, Any]] = {}
     times: list[int] = []
@@ -160,16 +200,16 @@ MEMORY_COLUMNS = (
 )
 
 
-def memory(records: list[dict[str, Any]]) -> dict[str, Any]:
+def memory(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     """The memory collector's samples as columns (None where a value was not read), its meta,
     the CUDA device it read, and an out-of-memory error if the script raised one."""
     out: dict[str, Any] = {"meta": {}, "cuda": None, "oom": None, "error": None, "cost": None}
-    columns: dict[str, list[Any]] = {name: [] for name in MEMORY_COLUMNS}
+    filled = _Columns(MEMORY_COLUMNS, fill=None, pad_gaps=True)  # every sample names its step
     for record in records:
         if "samples" in record:
-            _place(columns, record["samples"], MEMORY_COLUMNS, fill=None)
+            filled.place(record["samples"])
         elif "restart" in record:
-            columns = {name: [] for name in MEMORY_COLUMNS}
+            filled = _Columns(MEMORY_COLUMNS, fill=None, pad_gaps=True)
         elif "meta" in record:
             out["meta"].update(record["meta"])
         elif "cuda" in record:
@@ -180,15 +220,16 @@ def memory(records: list[dict[str, Any]]) -> dict[str, Any]:
             out["cost"] = record["cost"]
         elif "error" in record and out["error"] is None:
             out["error"] = record["error"]
+    columns = filled.values
     count = len(columns["step"])
     out["samples"] = {name: (values + [None] * (count - len(values)))[:count] for name, values in columns.items()}
     return out
 
 
-def ddp(records: list[dict[str, Any]]) -> dict[str, Any]:
+def ddp(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"process_group": None, "ddp": [], "data_parallel": []}
     instances: dict[int, dict[str, Any]] = {}
-    forwards: dict[str, list[Any]] = {"synced": [], "unsynced": []}
+    forwards = _Columns(("synced", "unsynced"))
     for record in records:
         if "process_group" in record:
             out["process_group"] = record["process_group"]
@@ -202,16 +243,17 @@ def ddp(records: list[dict[str, Any]]) -> dict[str, Any]:
         elif "data_parallel" in record:
             out["data_parallel"].append(record["data_parallel"])
         elif "forwards" in record:
-            _place(forwards, record["forwards"], ("synced", "unsynced"))
+            forwards.place(record["forwards"])
         elif "restart" in record:
-            forwards = {"synced": [], "unsynced": []}
+            forwards = _Columns(("synced", "unsynced"))
+    _note(problems, forwards.problem("DDP forward counts"))
     out["ddp"] = [instances[index] for index in sorted(instances)]
-    out["synced_forwards"] = forwards["synced"]
-    out["unsynced_forwards"] = forwards["unsynced"]
+    out["synced_forwards"] = forwards.values["synced"]
+    out["unsynced_forwards"] = forwards.values["unsynced"]
     return out
 
 
-def profiler(records: list[dict[str, Any]]) -> dict[str, Any]:
+def profiler(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "enabled": True, "window": None, "profiled_steps": [], "traces": [], "export_s": 0.0,
         "stood_aside": None, "export": None,
@@ -234,7 +276,7 @@ def profiler(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def settings(records: list[dict[str, Any]]) -> dict[str, Any]:
+def settings(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for record in records:
         if "settings" in record:
@@ -248,7 +290,7 @@ def settings(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(records: list[dict[str, Any]]) -> dict[str, Any]:
+def run(records: list[dict[str, Any]], problems: list[str] | None = None) -> dict[str, Any]:
     """The run record: who started it (`start`: the supervisor, or the in-process session), the
     session inside the script's process (`session`), how that process said it ended (`end`), and
     how the supervisor saw it end (`outcome`, which has the last word: it also sees signals)."""
@@ -261,7 +303,7 @@ def run(records: list[dict[str, Any]]) -> dict[str, Any]:
                 out["notes"] += fields.pop("notes", None) or []
                 out.update(fields)
                 ended = ended or kind in ("end", "outcome")
-    if not ended and out.keys() - {"notes"}:
+    if not ended:  # a run stream of nothing but its header, too: the process died at once
         out.update(status="killed", exit_code=None, error={"type": "unknown", "message": "the run's end was not recorded"})
         out["notes"].append(
             "How this run ended was not recorded (perfdoctor itself was stopped, or the run is still going): "
@@ -271,7 +313,7 @@ def run(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-ASSEMBLERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, Any]]] = {
+ASSEMBLERS: dict[str, Callable[[list[dict[str, Any]], list[str] | None], dict[str, Any]]] = {
     "steps": steps, "dataloader": dataloader, "host": host, "gpu": gpu, "ddp": ddp,
     "profiler": profiler, "settings": settings, "run": run, "memory": memory,
 }

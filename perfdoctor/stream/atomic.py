@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+from ..terminal import data_without_surrogates
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -36,12 +39,21 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, payload: Any) -> Path:
-    """JSON, compact; NaN and infinity (which JSON lacks) become null, meaning "unknown"."""
+    """JSON, compact; NaN and infinity (which JSON lacks) become null, meaning "unknown". A lone
+    surrogate (the undecodable byte of a file name) is written as a visible `\\xNN` escape: as
+    an escape of its own it would make the file invalid UTF-8 for every strict reader."""
     try:
         text = json.dumps(payload, separators=(",", ":"), allow_nan=False, default=str)
     except ValueError:
         text = json.dumps(finite(payload), separators=(",", ":"), allow_nan=False, default=str)
+    if _SURROGATE_ESCAPE.search(text):
+        text = json.dumps(data_without_surrogates(finite(payload)), separators=(",", ":"), allow_nan=False, default=str)
     return write_text(path, text)
+
+
+# What json.dumps writes for a UTF-16 surrogate (a pair, for characters beyond U+FFFF, matches too:
+# cleaning then changes nothing, so a false alarm costs only a second encoding).
+_SURROGATE_ESCAPE = re.compile(r"\\ud[89a-f][0-9a-f]{2}")
 
 
 def finite(value: Any) -> Any:

@@ -15,7 +15,9 @@ from typing import Any
 
 import msgspec
 
-from ..terminal import without_surrogates
+from ..jsonfile import has_long_number, huge_integer, too_deep
+from ..readfile import describe_os_error, read_regular
+from ..terminal import data_without_surrogates
 
 STREAM_SCHEMA = "perfdoctor.stream/1"
 SUFFIX = ".jsonl"
@@ -45,17 +47,7 @@ def encode(record: dict[str, Any]) -> bytes:
     try:
         return _encoder.encode(record) + b"\n"
     except UnicodeEncodeError:
-        return _encoder.encode(_escape_surrogates(record)) + b"\n"
-
-
-def _escape_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return without_surrogates(value)
-    if isinstance(value, dict):
-        return {_escape_surrogates(key): _escape_surrogates(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_escape_surrogates(item) for item in value]
-    return value
+        return _encoder.encode(data_without_surrogates(record)) + b"\n"
 
 
 def header(stream: str, **fields: Any) -> dict[str, Any]:
@@ -69,6 +61,7 @@ class Records:
     header: dict[str, Any] | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0  # torn or undecodable lines
+    unreadable: str | None = None  # why the file could not be read at all
 
 
 def decode_lines(data: bytes, into: Records) -> int:
@@ -80,11 +73,11 @@ def decode_lines(data: bytes, into: Records) -> int:
             continue
         try:
             record = msgspec.json.decode(line)
-        except Exception:  # whatever the decoder raises: the line is not a record
+        except Exception:  # whatever the decoder raises (RecursionError too): the line is not a record
             into.skipped += 1
             continue
-        if not isinstance(record, dict):
-            into.skipped += 1
+        if not isinstance(record, dict) or too_deep(line, record) or has_long_number(line) and huge_integer(record) is not None:
+            into.skipped += 1  # not a record, too deep, or an integer beyond 64 bits: no writer of ours wrote it
         elif into.header is None and record.get("schema") == STREAM_SCHEMA:
             into.header = record
         else:
@@ -92,12 +85,13 @@ def decode_lines(data: bytes, into: Records) -> int:
     return end
 
 
-def read(path: Path) -> Records | None:
-    """Every record of a stream file; None when it cannot be read at all."""
+def read(path: Path) -> Records:
+    """Every record of a stream file; `unreadable` says why when it cannot be read at all (only a
+    regular file is read: a FIFO would wait for a writer)."""
     try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return None
+        data = read_regular(path)
+    except OSError as error:
+        return Records(unreadable=describe_os_error(Path(path), error))
     found = Records()
     consumed = decode_lines(data, found)
     if data[consumed:].strip():

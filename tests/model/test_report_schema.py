@@ -54,7 +54,7 @@ TYPES = {
 def violations(value: Any, schema: dict[str, Any], root: dict[str, Any], at: str = "$") -> list[str]:
     unknown = set(schema) - IGNORED - {
         "$ref", "$defs", "anyOf", "type", "properties", "required", "additionalProperties", "items",
-        "prefixItems", "minItems", "maxItems", "enum",
+        "prefixItems", "minItems", "maxItems", "enum", "minimum", "maximum",
     }
     if unknown:
         raise AssertionError(f"the test's validator does not know {sorted(unknown)} (at {at})")
@@ -69,6 +69,8 @@ def violations(value: Any, schema: dict[str, Any], root: dict[str, Any], at: str
         return [f"{at}: expected {schema['type']}, got {type(value).__name__}"]
     if "enum" in schema and value not in schema["enum"]:
         found.append(f"{at}: {value!r} not in {schema['enum']}")
+    if "minimum" in schema and value < schema["minimum"] or "maximum" in schema and value > schema["maximum"]:
+        found.append(f"{at}: {value!r} out of range")
     if isinstance(value, dict):
         for name in schema.get("required", []):
             if name not in value:
@@ -100,11 +102,14 @@ def assert_valid(document: dict[str, Any]) -> None:
 def test_the_validator_finds_what_is_wrong():
     document = json.loads(REFERENCE_REPORT.read_text())
     document["steps"]["time_ms"]["p50"] = "fast"
+    document["steps"]["time_ms"]["p95"] = -1.5
+    document["steps"]["other_parts"]["loss"] = 1.5
     document["findings"] = [{"id": "x", "severity": "fatal"}]
     del document["run"]
     schema = committed_schema()
     found = "\n".join(violations(document, schema, schema))
     assert "$: missing run" in found and "$.steps.time_ms.p50" in found and "'fatal' not in" in found
+    assert "$.steps.time_ms.p95: -1.5 out of range" in found and "$.steps.other_parts.loss: 1.5 out of range" in found
 
 
 # --- real reports ------------------------------------------------------------------------------------
