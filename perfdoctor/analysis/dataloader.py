@@ -23,14 +23,19 @@ def cores_saturated(cores_busy_in_waits: float | None) -> bool:
 
 
 def job_cores_in_waits(measured: dict[str, Any]) -> tuple[float | None, float | None]:
-    """(cores the job's producing threads asked for, share of that spent waiting for a CPU)
-    while the long waits ran; (None, None) when unmeasured (a stream from before this was
+    """(cores the job's producing threads asked for, share of their runnable time spent waiting
+    for a CPU) while the long waits ran. What a thread asks for is its CPU time over the time no
+    other process held it off a CPU (see collectors/dataloader.thread_demand); (None, None) when unmeasured (a stream from before this was
     measured holds the machine's busy ticks instead, which cannot tell the job from others)."""
     wall = measured.get("wall_ns") or 0
     if wall < MIN_WAIT_WALL_NS:
         return None, None
     run, wait = measured.get("job_run_ns") or 0, measured.get("job_wait_ns") or 0
-    return (run + wait) / wall, (wait / (run + wait) if run + wait else 0.0)
+    waiting = wait / (run + wait) if run + wait else 0.0
+    demand = measured.get("job_demand_ns")
+    if demand is None:  # a stream from before demand was measured: runnable time counted as asked for
+        return (run + wait) / wall, waiting
+    return demand / wall, waiting
 
 
 def summarize_loaders(raw: dict[str, Any], usable_cores: int | None = None) -> list[LoaderSummary]:

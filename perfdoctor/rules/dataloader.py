@@ -114,9 +114,9 @@ def contention_confidence(data: RunData) -> tuple[Confidence, str]:
 
 def producer_cpu(data: RunData, loader: LoaderSummary) -> float | None:
     """How much of a core each producer of batches asks for while the step waits (0..1): the
-    thread in next() with num_workers=0, else each worker. Running or runnable counts alike, so
-    that a CPU-bound producer reads ~1 however busy the machine is, and one sleeping on storage
-    reads low. Falls back on the workers' mean CPU from the host sampler (which contention lowers)."""
+    thread in next() with num_workers=0, else each worker. Its CPU time over the time no other
+    process held it off a CPU, so that a CPU-bound producer reads ~1 however busy the machine is,
+    and one sleeping on storage reads low even when, woken, it queues for a busy CPU. Falls back on the workers' mean CPU from the host sampler (which contention lowers)."""
     if loader.job_cores_in_waits is not None:
         return min(1.0, loader.job_cores_in_waits / max(1, loader.num_workers))
     busy = workers_busy_percent(data, loader)

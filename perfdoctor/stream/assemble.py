@@ -118,7 +118,7 @@ def dataloader(records: list[dict[str, Any]], problems: list[str] | None = None)
             entry["unknown_wait_ns"] = totals.get("unknown_wait_ns", 0)
             # the job's producing threads while long waits ran (older streams: the machine's busy ticks)
             entry["cpu_in_long_waits"] = {
-                key: totals[key] for key in ("job_run_ns", "job_wait_ns", "wall_ns", "busy_ticks", "total_ticks") if key in totals
+                key: totals[key] for key in ("job_run_ns", "job_wait_ns", "job_demand_ns", "wall_ns", "busy_ticks", "total_ticks") if key in totals
             }
     result = []
     for ident in sorted(loaders):

@@ -55,23 +55,22 @@ class JobThreadTimes:
             self._files[key] = fd
         return fd
 
-    def read(self, workers: list[int]) -> tuple[int, int] | None:
-        """(run ns, wait ns) summed over the calling thread and the workers' main threads."""
+    def read(self, workers: list[int]) -> dict[tuple[int, int], tuple[int, int]] | None:
+        """(run ns, wait ns) of the calling thread and of each worker's main thread."""
         if not self.available:
             return None
-        run = wait = 0
+        times: dict[tuple[int, int], tuple[int, int]] = {}
         for pid, tid in ((os.getpid(), threading.get_native_id()), *((w, w) for w in workers)):
             fd = self._fd(pid, tid)
             if fd is None:
                 continue
             try:
                 fields = os.pread(fd, 128, 0).split()
-                run += int(fields[0])
-                wait += int(fields[1])
+                times[(pid, tid)] = (int(fields[0]), int(fields[1]))
             except (OSError, ValueError, IndexError):  # the worker exited
                 self._files.pop((pid, tid), None)
                 os.close(fd)
-        return run, wait
+        return times
 
     def close(self) -> None:
         for fd in self._files.values():
@@ -80,6 +79,25 @@ class JobThreadTimes:
             except OSError:
                 pass
         self._files.clear()
+
+
+ThreadTimes = dict[tuple[int, int], tuple[int, int]]  # (pid, tid) -> (run ns, wait ns)
+
+
+def thread_demand(before: ThreadTimes, after: ThreadTimes, wall_ns: int) -> tuple[int, int, int]:
+    """(run, wait, demand) in ns over one wait of `wall_ns`, summed over the threads read both
+    times. A thread's demand is its CPU time over the time it was not held off a CPU, times the
+    wall time: a CPU-bound producer demands the whole wait however busy the machine is, and one
+    sleeping on storage demands little even when, woken, it queues behind other processes."""
+    run = wait = demand = 0
+    for key, (run_after, wait_after) in after.items():
+        if key not in before:
+            continue
+        ran, waited = max(0, run_after - before[key][0]), max(0, wait_after - before[key][1])
+        run += ran
+        wait += waited
+        demand += wall_ns * ran // max(1, ran, wall_ns - waited)
+    return run, wait, demand
 
 
 def worker_pids(iterator: Any) -> list[int]:
@@ -137,13 +155,17 @@ class LoaderRecord:
     last_wait_ns: int = 0
     job_run_ns_in_waits: int = 0  # the job's producing threads on a CPU while long waits ran
     job_wait_ns_in_waits: int = 0  # ... runnable but waiting for a CPU
+    job_demand_ns_in_waits: int = 0  # ... CPU time each asked for, contention taken out (thread_demand)
     wall_ns_in_waits: int = 0  # how long those waits lasted
     ready_wait_ns: int = 0  # waits for batches the workers had already delivered
     unknown_wait_ns: int = 0  # waits where that could not be told
     written_totals: tuple[int, ...] = ()
 
     def totals(self) -> tuple[int, ...]:
-        return (self.ready_wait_ns, self.unknown_wait_ns, self.job_run_ns_in_waits, self.job_wait_ns_in_waits, self.wall_ns_in_waits)
+        return (
+            self.ready_wait_ns, self.unknown_wait_ns, self.job_run_ns_in_waits, self.job_wait_ns_in_waits, self.wall_ns_in_waits,
+            self.job_demand_ns_in_waits,
+        )
 
 
 def describe_loader(loader: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -278,8 +300,10 @@ class DataLoaderProbe(Collector):
                 record.last_wait_ns = wait
                 after = threads.read(workers) if before is not None else None
                 if before is not None and after is not None:
-                    record.job_run_ns_in_waits += max(0, after[0] - before[0])
-                    record.job_wait_ns_in_waits += max(0, after[1] - before[1])
+                    ran, waited, demand = thread_demand(before, after, wait)
+                    record.job_run_ns_in_waits += ran
+                    record.job_wait_ns_in_waits += waited
+                    record.job_demand_ns_in_waits += demand
                     record.wall_ns_in_waits += wait
                 if delivered:
                     epoch.batches += 1
@@ -329,10 +353,10 @@ class DataLoaderProbe(Collector):
                     record.epochs = [epoch for epoch in record.epochs if not any(epoch is d for d in done)]
             totals = record.totals()
             if totals != record.written_totals:
-                ready, unknown, run, waiting, wall = totals
+                ready, unknown, run, waiting, wall, demand = totals
                 records.append({"totals": {
                     "loader": record.loader_id, "ready_wait_ns": ready, "unknown_wait_ns": unknown,
-                    "job_run_ns": run, "job_wait_ns": waiting, "wall_ns": wall,
+                    "job_run_ns": run, "job_wait_ns": waiting, "wall_ns": wall, "job_demand_ns": demand,
                 }})
                 record.written_totals = totals
         return records

@@ -155,3 +155,52 @@ def test_waits_for_delivered_batches_are_told_from_starving(probe):
     ahead, behind = probe.harness.read("dataloader")["loaders"]
     assert ahead["ready_wait_ns"] >= 0.8 * sum(ahead["batch_wait_ns"][1:])  # after the first batch, all were ready
     assert behind["ready_wait_ns"] <= 0.2 * sum(behind["batch_wait_ns"])
+
+
+def test_thread_demand_takes_contention_out():
+    from perfdoctor.collect.collectors.dataloader import thread_demand
+
+    ms = 1_000_000
+    cpu_bound = {(1, 1): (50 * ms, 50 * ms)}  # ran half the wait, held off a CPU the other half
+    sleeper = {(1, 2): (5 * ms, 45 * ms)}  # slept 50 ms; woken, queued 45 ms behind others
+    gone = {(1, 3): (0, 0)}  # read before the wait only: a worker that exited
+    before = {(1, 1): (0, 0), (1, 2): (0, 0), **gone}
+    assert thread_demand(before, cpu_bound, 100 * ms) == (50 * ms, 50 * ms, 100 * ms)
+    assert thread_demand(before, sleeper, 100 * ms) == (5 * ms, 45 * ms, 100 * ms * 5 // 55)
+    assert thread_demand(before, {**cpu_bound, **sleeper}, 100 * ms)[2] == 100 * ms + 100 * ms * 5 // 55
+
+
+class Sleeping(Numbers):
+    def __getitem__(self, index: int) -> torch.Tensor:
+        import time
+
+        time.sleep(0.004)  # storage
+        return super().__getitem__(index)
+
+
+class Spinning(Numbers):
+    def __getitem__(self, index: int) -> torch.Tensor:
+        import time
+
+        end = time.thread_time() + 0.004  # CPU time: the same work however long the wait for a CPU
+        while time.thread_time() < end:
+            pass
+        return super().__getitem__(index)
+
+
+@pytest.mark.parametrize("dataset, asks_for_a_core", [(Sleeping, False), (Spinning, True)], ids=["sleeping", "cpu-bound"])
+def test_what_the_loading_thread_asks_for_holds_on_a_busy_machine(probe, dataset, asks_for_a_core):
+    """A loader sleeping on storage asks for little CPU, a CPU-bound one for a whole core, while
+    every core is busy with other processes (tests/loadgen.py)."""
+    from loadgen import busy_cores
+    from perfdoctor.analysis.dataloader import job_cores_in_waits
+
+    for _ in DataLoader(dataset(16), batch_size=4, num_workers=0):
+        pass  # first-time costs (lazy initialisation in torch and in the probe), measured apart
+    with busy_cores():
+        for _ in DataLoader(dataset(80), batch_size=4, num_workers=0):
+            pass
+    warm_up, measured = probe.harness.read("dataloader")["loaders"]
+    demand, _ = job_cores_in_waits(measured["cpu_in_long_waits"])
+    assert demand is not None
+    assert (demand > 0.7) if asks_for_a_core else (demand < 0.3), demand
