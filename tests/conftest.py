@@ -20,6 +20,19 @@ from perfdoctor.model.run import RunInfo
 from perfdoctor.model.steps import PHASES, OtherParts, PhaseValues
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests send SIGINT and SIGHUP to the jobs they start. A suite started with those
+    signals ignored (nohup; `cmd &` in a script, where the shell ignores SIGINT) would pass the
+    ignoring on to every process it starts, as Python does, and a script would never see them:
+    give the processes the tests start the dispositions of an interactive terminal."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 SHARED_TRACES = REPO.parent / "shared" / "traces"
 SAMPLE_WORKLOADS = REPO / "sample_workloads"
 
