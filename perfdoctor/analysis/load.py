@@ -75,7 +75,7 @@ def load_run(root: Path) -> RunData:
         loaded = [_summary(rundir, rank, (data, ddp_raw) if rank == ranks[0] else None) for rank in ranks]
         summaries = [summary for summary in loaded if summary is not None]
         data.ddp = merge_ranks(summaries, data.run.ranks if distributed else 1)
-        _job_outcome(data, summaries)
+        _job_outcome(data, summaries, ranks[0])
         if data.memory is not None and distributed:
             data.memory.ranks = [s.memory for s in summaries if s.memory is not None]
     return data
@@ -159,12 +159,16 @@ def _summary(rundir: RunDir, rank: int | None, loaded: tuple[RunData, DdpRecord 
     return rank_summary(data, ddp_raw, rank, None)
 
 
-def _job_outcome(data: RunData, summaries: list[RankSummary]) -> None:
-    """The job ended as badly as its worst rank; say which ranks are missing."""
+def _job_outcome(data: RunData, summaries: list[RankSummary], shown: int | None) -> None:
+    """The job ended as badly as its worst rank; every other rank that did not end well is
+    named (a rank the OOM killer took is often the cause of the others' failing: gloo and NCCL
+    raise when a peer vanishes, a race with torchrun's own SIGTERM); say which ranks are missing."""
     worst = next((s for s in summaries if not any(worse(other.status, s.status) for other in summaries)), None)
     if worst and worse(worst.status, data.run.status):
         data.run.status = worst.status
-        data.notes.append(f"Rank {worst.rank} ended {worst.status} (exit status {worst.exit_code}).")
+    for summary in summaries:
+        if summary.rank != shown and summary.status not in ("completed", "stopped"):
+            data.notes.append(f"Rank {summary.rank} ended {summary.status} (exit status {summary.exit_code}).")
     expected = data.run.ranks
     if expected > len(summaries):
         data.notes.append(

@@ -113,7 +113,8 @@ def test_a_rank_killed_mid_job_keeps_every_ranks_measurements(tmp_path):
     result = run_perfdoctor("run", "-q", "--nproc-per-node", "2", "--out", str(out), str(script))
     assert result.returncode == 1, result.stderr[-2000:]  # torchrun's own status for a failed rank
     report = json.loads((out / "report.json").read_text())
-    assert report["run"]["status"] == "killed" and report["run"]["ranks"] == 2
+    # Rank 0 ends killed (torchrun's SIGTERM) or failed (gloo raising as its peer vanished): a race.
+    assert report["run"]["status"] in ("killed", "failed") and report["run"]["ranks"] == 2
     assert "Rank 1 ended killed (exit status 137)." in report["notes"]
     assert [row["rank"] for row in report["ddp"]["ranks"]] == [0, 1]
     assert report["steps"]["count"] >= 8  # rank 0's steps up to the moment torchrun stopped it
