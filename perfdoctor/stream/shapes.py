@@ -96,7 +96,7 @@ class StepChunk(StepColumns, kw_only=True):
         _same_length(self, STEP_COLUMNS, "start_ns", required=("end_ns",))
 
 
-StepMode = Literal["optimizer", "batch"]
+StepMode = Literal["optimizer", "backward", "batch"]  # collect/stepclock.py MODE_*
 
 
 class RawSteps(StepColumns, kw_only=True):

@@ -27,6 +27,17 @@ def test_every_column_the_assemblers_write_has_a_shape():
     assert set(assemble.HOST_COLUMNS) <= field_names(shapes.HostSample)
 
 
+def test_every_step_mode_the_step_clock_writes_has_a_shape():
+    """A mode the shapes do not know costs the run its step mode (manual updates: 'backward')."""
+    from perfdoctor.collect import stepclock
+
+    modes = {value for name, value in vars(stepclock).items() if name.startswith("MODE_")}
+    assert modes >= {"optimizer", "backward", "batch"}
+    for mode in modes:
+        kept, rejected = shapes.check_records("steps", [{"mode": mode}])
+        assert rejected == [] and kept == [{"mode": mode}], mode
+
+
 @pytest.mark.parametrize("stream", sorted(shapes.RECORDS))
 def test_the_recorded_run_has_its_shapes(stream):
     found = lines.read(RECORDED / f"{stream}.jsonl")
