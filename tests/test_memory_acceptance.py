@@ -40,6 +40,7 @@ LEAK = textwrap.dedent(
         loss.backward()
         optimizer.step()
         history[step] = torch.full(({LEAK_BYTES} // 4,), float(step))  # written: resident, not just mapped
+        time.sleep(0.01)  # a step of a real job's length: on a quiet machine 150 bare steps took 1 s, too few samples
         stamps[step] = time.monotonic()
     half = STEPS // 2
     facts = {{
@@ -56,6 +57,7 @@ LEAK = textwrap.dedent(
 # then each step overwrites the oldest slot in place. 240 steps.
 HEALTHY = textwrap.dedent(
     """
+    import time
     import torch
     from torch import nn
 
@@ -74,6 +76,7 @@ HEALTHY = textwrap.dedent(
             buffer.append(torch.full((SLOT,), float(step)))
         else:
             buffer[step % CAPACITY].fill_(float(step))
+        time.sleep(0.01)  # a step of a real job's length (see LEAK)
     print(len(buffer))
     """
 )
