@@ -4,26 +4,13 @@ and the slow DataLoader (a sleep in __getitem__, num_workers=0) gives the same f
 plain loop. Needs `lightning` (pip install lightning)."""
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from reference_cnn import ReferenceCNN
-
-
-class SlowStorageDataset(Dataset):
-    def __init__(self, samples: int, read_ms: float) -> None:
-        self.samples, self.read_s = samples, read_ms / 1000
-
-    def __len__(self) -> int:
-        return self.samples
-
-    def __getitem__(self, index: int):
-        time.sleep(self.read_s)
-        generator = torch.Generator().manual_seed(index)
-        return torch.randn(1, 28, 28, generator=generator), index % 10
+from slow_storage import SlowStorageDataset
 
 
 def main() -> None:
