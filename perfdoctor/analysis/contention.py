@@ -8,6 +8,9 @@ threads beyond the cores would wait even on an empty machine (`demand - capacity
 oversubscription). The rest of the waiting is what other processes, or a cgroup quota, took
 from the job. The training thread's share of that waiting (its own waiting, times the share of
 the tree's waiting that others caused) lengthens the step one for one: it is the measured cost.
+For a job with more threads than cores, whose training thread mostly waits for its own threads
+at parallel regions, the cost shows instead in the CPU time the job could have used on the
+usable cores (`min(demand, capacity)`) that others took (`lost_cpu_share`).
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def summarize_contention(raw: dict[str, Any], usable_cores: float | None, chosen
     if quota:
         capacity = min(capacity, quota)
     wall_ms = step_count = 0.0
-    tree_run = tree_wait = attributed = main_attributed = main_on_cpu = main_any = 0.0
+    tree_run = tree_wait = attributed = main_attributed = main_on_cpu = main_any = usable = 0.0
     waits_measured = False
     for i in intervals:
         dt_ms = (times[i] - times[i - 1]) / 1e6
@@ -102,6 +105,7 @@ def summarize_contention(raw: dict[str, Any], usable_cores: float | None, chosen
         own = max(0.0, demand - capacity) * dt_ms
         caused = max(0.0, w - own)
         attributed += caused
+        usable += min(demand, capacity) * dt_ms
         main_w, main_r = _number(main_wait[i]) or 0.0, _number(main_run[i]) or 0.0
         main_attributed += main_w * (caused / w if w > 0 else 0.0)
         main_any += main_w
@@ -131,6 +135,7 @@ def summarize_contention(raw: dict[str, Any], usable_cores: float | None, chosen
         result.job_demand_cores = (tree_run + tree_wait) / wall_ms
         result.wait_share = tree_wait / (tree_run + tree_wait) if tree_run + tree_wait > 0 else 0.0
         result.others_wait_share = attributed / (tree_run + tree_wait) if tree_run + tree_wait > 0 else 0.0
+        result.lost_cpu_share = min(1.0, attributed / usable) if usable > 0 else 0.0
         result.main_wait_share = main_attributed / wall_ms
         result.main_cpu_share = main_on_cpu / wall_ms
         if step_count > 0:
@@ -151,7 +156,7 @@ def machine_shared(contention: CpuContention | None) -> bool:
         return False
     throttled = (contention.throttled_share or 0.0) >= SHARED_MIN_THROTTLED_SHARE
     others = (contention.others_cpu_cores or 0.0) >= SHARED_MIN_OTHERS_CORES
-    waited = (contention.others_wait_share or 0.0) >= SHARED_MIN_WAIT_SHARE
+    waited = max(contention.others_wait_share or 0.0, contention.lost_cpu_share or 0.0) >= SHARED_MIN_WAIT_SHARE
     if contention.others_wait_share is None:  # no schedstats: the others' CPU alone, when it fills the cores
         waited = (contention.others_cpu_cores or 0.0) + (contention.job_cpu_cores or 0.0) >= 0.9 * (contention.usable_cores or 1)
     return throttled or (others and waited)

@@ -110,7 +110,12 @@ def run_contention(report: LoadedReport) -> RunContention | None:
     contention = host.contention if host else None
     if contention is None:
         return None
-    lost = max(contention.others_wait_share or 0.0, _main_lost(contention.main_wait_share, contention.main_cpu_share), contention.throttled_share or 0.0)
+    lost = max(
+        contention.others_wait_share or 0.0,
+        contention.lost_cpu_share or 0.0,
+        _main_lost(contention.main_wait_share, contention.main_cpu_share),
+        contention.throttled_share or 0.0,
+    )
     return RunContention(shared=contention.shared, lost=min(lost, 0.95) if contention.shared else 0.0, others_cpu_cores=contention.others_cpu_cores)
 
 

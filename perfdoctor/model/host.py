@@ -60,6 +60,10 @@ class CpuContention(msgspec.Struct, kw_only=True):
     job_demand_cores: float | None = None  # the tree's threads running or runnable, mean (cores)
     wait_share: float | None = None  # the tree's waiting as a share of its runnable time
     others_wait_share: float | None = None  # ... of which others (or the quota) are the cause
+    # The CPU time the job's threads could have used on the usable cores (their demand, at most the
+    # cores) that others (or the quota) took, as a share of it: unlike the waiting share, not
+    # diluted by a job's own oversubscription.
+    lost_cpu_share: float | None = None
     wait_ms_per_step: float | None = None  # the tree's threads' waiting caused by others, summed, per step
     main_wait_ms_per_step: float | None = None  # the training thread's waiting caused by others, per step
     main_wait_share: float | None = None  # ... as a share of wall time (of the step)

@@ -62,6 +62,9 @@ class CpuContention(Rule):
         min_wait_share: float = 0.05  # the training thread waited for CPUs others held, share of the step
         min_wait_ms: float = 0.1  # ... and at least this long per step
         min_others_cores: float = SHARED_MIN_OTHERS_CORES  # other processes' mean CPU, in cores
+        # or the job's threads (more of them than cores) lost this share of the CPU time they could
+        # have used: the training thread then waits for its own threads, and its waiting hides the cost
+        min_lost_cpu_share: float = 0.10
         min_throttled_share: float = 0.02  # or the cgroup's quota held the job off this share of the time
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
@@ -72,7 +75,10 @@ class CpuContention(Rule):
         wait_share = contention.main_wait_share or 0.0
         wait_ms = contention.main_wait_ms_per_step or 0.0
         throttled = contention.throttled_share or 0.0
-        by_others = others >= limits.min_others_cores and wait_share >= limits.min_wait_share and wait_ms >= limits.min_wait_ms
+        lost_cpu = contention.lost_cpu_share or 0.0
+        by_waiting = wait_share >= limits.min_wait_share and wait_ms >= limits.min_wait_ms
+        by_lost_cpu = not by_waiting and lost_cpu >= limits.min_lost_cpu_share
+        by_others = others >= limits.min_others_cores and (by_waiting or by_lost_cpu)
         by_quota = throttled >= limits.min_throttled_share
         if not (by_others or by_quota):
             return None
@@ -85,6 +91,8 @@ class CpuContention(Rule):
             "training_thread_wait_per_step_ms": rounded(wait_ms),
             "wait_share": rounded(wait_share, 4),
             "job_wait_share_of_runnable_time": rounded(contention.others_wait_share, 4),
+            "job_lost_cpu_share": rounded(contention.lost_cpu_share, 4),
+            "job_demand_cores": rounded(contention.job_demand_cores, 2),
             "step_ms": rounded(step_ms),
             "others_cpu_cores": rounded(others, 2),
             "others_cpu_p90_cores": rounded(contention.others_cpu_p90_cores, 2),
@@ -103,13 +111,22 @@ class CpuContention(Rule):
             )
         names = ", ".join(f"{c['name']} ({c['cores']} cores)" for c in competitors[:3])
         fixes = []
-        if by_others:
+        busiest = f" (busiest: {names})" if names else ""
+        isolate = (
+            "Run on a quiet machine or a dedicated runner, or isolate the job (its own cores with taskset or a "
+            "cpuset cgroup, a higher CPU share)."
+        )
+        if by_waiting and by_others:
             fixes.append(
-                f"Other processes used {others:.1f} of the {cores} usable cores"
-                + (f" (busiest: {names})" if names else "")
-                + f", and the training thread waited {wait_ms:.1f} ms per step for a CPU ({wait_share:.0%} of the step). "
-                "Run on a quiet machine or a dedicated runner, or isolate the job (its own cores with taskset or a "
-                "cpuset cgroup, a higher CPU share)."
+                f"Other processes used {others:.1f} of the {cores} usable cores{busiest}, and the training thread waited "
+                f"{wait_ms:.1f} ms per step for a CPU ({wait_share:.0%} of the step). {isolate}"
+            )
+        elif by_lost_cpu and by_others:
+            fixes.append(
+                f"Other processes used {others:.1f} of the {cores} usable cores{busiest}; the job's threads, ready to use "
+                f"{contention.job_demand_cores or 0:.1f} cores, lost {lost_cpu:.0%} of the CPU time the cores could have given "
+                f"them. The training thread itself waited only {wait_share:.0%} of the step: it mostly waits for the job's "
+                f"other threads, which the lost CPU time slows. {isolate}"
             )
         if by_quota:
             fixes.append(
@@ -124,14 +141,27 @@ class CpuContention(Rule):
                 f"torch.set_num_threads({free})."
             )
         fixes.append("Timings in this report are inflated by the contention; re-measure on a quiet machine to confirm the other findings.")
+        confidence: Confidence
+        if by_others and by_waiting:
+            title = f"The machine was shared: the training thread waited for a CPU {wait_share:.0%} of the step"
+            saving, confidence, reason = wait_share, "high", ""
+        elif by_others:
+            title = f"The machine was shared: other processes took {lost_cpu:.0%} of the CPU time the job's threads could use"
+            # Parallel regions (the model, the optimizer) run at the pace of the CPU time the
+            # job's threads get; the rest of the step need not.
+            saving, confidence = lost_cpu * compute_share(data), "medium"
+            reason = (
+                "The saving is estimated from the job's CPU time, not measured on the training thread: it assumes "
+                "the model's and optimizer's parallel work speeds up in proportion to the CPU time returned."
+            )
+        else:
+            title, saving, confidence, reason = f"The cgroup's CPU quota throttled the job {throttled:.0%} of the time", 0.0, "high", ""
         return self.finding(
-            title=(
-                f"The machine was shared: the training thread waited for a CPU {wait_share:.0%} of the step"
-                if by_others
-                else f"The cgroup's CPU quota throttled the job {throttled:.0%} of the time"
-            ),
+            title=title,
             evidence=evidence,
-            saving=max(wait_share if by_others else 0.0, throttled),
+            saving=max(saving, throttled),
+            confidence=confidence,
+            confidence_reason=reason,
             advice=" ".join(fixes),
             fix=(
                 f"torch.set_num_threads({free})  # the cores left free on this shared machine\n"

@@ -1,7 +1,9 @@
 """analysis/contention.py and the cpu-contention rule, on host streams shaped as the sampler
 writes them: per 0.5 s interval, the job's threads' ms running and waiting for a CPU, the tree's
 and the others' CPU. Three machines: quiet, busy (every core spun by others), and quiet but
-oversubscribed by the job itself (its waiting is its own: not contention)."""
+oversubscribed by the job itself (its waiting is its own: not contention); and that oversubscribed
+job on a busy machine, where the training thread mostly waits for the job's own threads and the
+others' cost shows in the job's CPU time."""
 
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ def stream(n=40, *, tree_run, tree_wait, main_run, main_wait, tree_cpu, others, 
 QUIET = dict(tree_run=480.0, tree_wait=4.0, main_run=470.0, main_wait=3.0, tree_cpu=96.0, others=4.0)
 BUSY = dict(tree_run=170.0, tree_wait=330.0, main_run=165.0, main_wait=320.0, tree_cpu=34.0, others=166.0)
 OVERSUBSCRIBED = dict(tree_run=1000.0, tree_wait=3000.0, main_run=125.0, main_wait=375.0, tree_cpu=200.0, others=2.0)
+# 16 threads on 2 cores beside 2 spinners (as sample_workloads/thread_oversubscription.py under
+# tests/loadgen.py measured): the job gets 0.85 cores, the others 1.15.
+OVERSUBSCRIBED_BUSY = dict(tree_run=425.0, tree_wait=6475.0, main_run=43.0, main_wait=200.0, tree_cpu=85.0, others=115.0)
 
 
 def summary(raw):
@@ -66,6 +71,16 @@ def test_waiting_for_the_jobs_own_threads_is_not_contention():
     assert contention is not None and not contention.shared
     # 8 cores' worth of runnable threads on 2 cores: 6 of them wait whatever the others do
     assert contention.others_wait_share == pytest.approx(0.0) and contention.wait_share == pytest.approx(0.75)
+
+
+def test_an_oversubscribed_job_on_a_busy_machine_is_shared():
+    contention = summary(stream(**OVERSUBSCRIBED_BUSY))
+    assert contention is not None and contention.shared
+    # demand 13.8 cores on 2: 11.8 cores' worth of waiting is the job's own; the other 575 ms of
+    # each interval's waiting is CPU time the 2 cores could have given the job
+    assert contention.others_wait_share == pytest.approx(575 / 6900)
+    assert contention.lost_cpu_share == pytest.approx(575 / 1000)
+    assert contention.main_wait_share == pytest.approx(200 * 575 / 6475 / 500)
 
 
 def test_a_throttling_quota_is_contention_too():
@@ -100,6 +115,18 @@ def test_the_rule_never_fires_on_a_quiet_machine(machine):
     data = with_contention(machine)
     assert CpuContention().check(data, CpuContention.Thresholds()) is None
     assert "cpu-contention" not in {f.id for f in evaluate(data, Config())}
+
+
+def test_the_rule_fires_on_the_cpu_time_an_oversubscribed_job_lost():
+    data = with_contention(OVERSUBSCRIBED_BUSY)
+    finding = CpuContention().check(data, CpuContention.Thresholds())
+    assert finding is not None and "57% of the CPU time" in finding.title
+    assert finding.evidence["training_thread_wait_per_step_ms"] < 5 and finding.evidence["job_lost_cpu_share"] == pytest.approx(0.575)
+    breakdown = data.steps.breakdown
+    compute = breakdown.forward + breakdown.backward + breakdown.optimizer
+    assert compute > 0 and finding.estimated_saving == pytest.approx(0.575 * compute, abs=1e-3)
+    assert finding.confidence == "medium" and "estimated from the job's CPU time" in finding.confidence_reason
+    assert "lost 57% of the CPU time" in finding.advice
 
 
 def test_the_rule_names_a_throttling_quota():
