@@ -16,14 +16,16 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from ..collect.collectors.base import RunOptions
 from ..collect.session import DistributedIdentity, Session
+from ..collect.signals import held_back
 from ..stream.rundir import RunDir
-from .outcome import STATUS_FAILED, Outcome, Terminated, outcome_of_exception, print_exit_message
+from .outcome import EXIT_TERMINATED, STATUS_FAILED, Outcome, Terminated, outcome_of_exception, print_exit_message
 from .target import Target, print_user_traceback
 
 BOOTSTRAP = "import sys; sys.path[0] = {root!r}; from perfdoctor.run.child import main; main(sys.argv[1])"
@@ -96,26 +98,69 @@ def _watch_signals(fd: int | None) -> None:
 
 class _Sigterm:
     """SIGTERM in the script's process: raise Terminated in the main thread, and remember it (the
-    run was interrupted, whatever error its unwinding raises)."""
+    run was interrupted, whatever error its unwinding raises).
 
-    def __init__(self) -> None:
+    Under python, SIGTERM ends the process whatever the script catches. A script (or a library)
+    may catch Terminated, with `except BaseException` or a bare `except:`, and train on. While the
+    step clock shows steps still ending after the signal, Terminated is raised again; after
+    `RAISES` of them, the process ends as python would have ended it at the first (exit 143), its
+    streams flushed first, so that the report keeps every step."""
+
+    RAISES = 3
+    POLL_S = 0.25
+
+    def __init__(self, steps_ended: Callable[[], int], flush: Callable[[], None]) -> None:
         self.owner = os.getpid()
         self.received = False
+        self.unwound = threading.Event()  # the script's call has returned or raised
+        self._steps_ended = steps_ended
+        self._flush = flush
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self.owner:  # a forked DataLoader worker inherited this handler: die quietly
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        self.received = True
+        if not self.received:
+            self.received = True
+            threading.Thread(target=self._watch, name="perfdoctor-sigterm", daemon=True).start()
         raise Terminated()
+
+    def _watch(self) -> None:
+        from ..collect.signals import keep_signals_off_this_thread
+
+        keep_signals_off_this_thread()
+        main = threading.main_thread().ident
+        seen, raised = self._steps_ended(), 0
+        while not self.unwound.wait(self.POLL_S):
+            now = self._steps_ended()
+            if now == seen or main is None:
+                continue  # unwinding (slowly), or not training: nothing says Terminated was caught
+            seen = now
+            if not self._handles_sigterm():
+                return  # the script handles SIGTERM itself now
+            if raised < self.RAISES:
+                raised += 1
+                signal.pthread_kill(main, signal.SIGTERM)
+                continue
+            print(
+                f"perfdoctor: the script caught SIGTERM's exception {raised + 1} times and trained on; "
+                "ending it as python would have (what it measured is kept)", file=sys.stderr, flush=True,
+            )
+            try:
+                self._flush()
+            finally:
+                os._exit(EXIT_TERMINATED)
+
+    def _handles_sigterm(self) -> bool:
+        return signal.getsignal(signal.SIGTERM) is self
 
 
 def run_in_session(target: Target, session: Session) -> Outcome:
     """Run the target under the session; always stops the session (in this process only)."""
     from ..collect.stepclock import StopRun
 
-    sigterm = _Sigterm()
+    sigterm = _Sigterm(lambda: session.clock.step_count, session.writer.flush)
     try:
         previous_term = signal.signal(signal.SIGTERM, sigterm)
     except ValueError:  # not the main thread (run from a test harness thread): leave it be
@@ -123,10 +168,14 @@ def run_in_session(target: Target, session: Session) -> Outcome:
     outcome = Outcome(1, STATUS_FAILED)
     try:
         try:
-            session.start()  # a signal may come while torch is imported here, too
+            # Ctrl-C and SIGTERM wait for the start: raised inside torch's import, from Python code
+            # that C++ called, an exception aborts the process (std::terminate) or is lost.
+            with held_back(session.context.hurry):
+                session.start()
             target.run()
             outcome = outcome_of_exception(None)
         except BaseException as error:
+            sigterm.unwound.set()
             if not session.owner:
                 raise  # a forked child of the script ends as it would under python, and writes nothing
             outcome = outcome_of_exception(error, StopRun, terminated=sigterm.received)
@@ -134,6 +183,7 @@ def run_in_session(target: Target, session: Session) -> Outcome:
                 session.script_raised(error)
             _tell(error, outcome)
     finally:
+        sigterm.unwound.set()
         try:
             session.stop(outcome)
         finally:

@@ -48,6 +48,15 @@ def report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
+def tracebacks_python_would_not_print(stderr: str) -> list[str]:
+    """The tracebacks in `stderr`, less the one a DataLoader worker prints under plain python
+    too: its fd-sharing thread (multiprocessing/resource_sharer.py) reset by the main process
+    ending mid-handshake. `python loop_until_signal.py` printed it in 12 of 30 runs, SIGTERM sent
+    at a random moment of training."""
+    blocks = stderr.split("Traceback (most recent call last):")[1:]
+    return [block for block in blocks if "multiprocessing/resource_sharer.py" not in block or "perfdoctor" in block]
+
+
 @pytest.mark.parametrize("how", ["group", "perfdoctor-only"])
 def test_ctrl_c_reaches_the_script_exactly_once(tmp_path, how):
     out = tmp_path / "run"
@@ -74,7 +83,7 @@ def test_ctrl_c_twice_while_perfdoctor_finishes_leaves_a_whole_report(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
+    assert tracebacks_python_would_not_print(stderr) == []
     data = report(out)
     assert (data["run"]["status"], data["run"]["exit_code"]) == ("interrupted", 130)
     assert data["steps"]["count"] >= 3 and (out / "report.html").is_file()
@@ -107,7 +116,7 @@ def test_sigterm_at_random_moments(tmp_path):
         assert proc.returncode == 143, (delay, stderr)
         data = report(out)
         assert (data["run"]["status"], data["run"]["exit_code"]) == ("interrupted", 143), delay
-        assert "Traceback" not in stderr, (delay, stderr)
+        assert tracebacks_python_would_not_print(stderr) == [], (delay, stderr)
         assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -129,3 +138,23 @@ def test_sigterm_with_dataloader_workers_is_interrupted_every_time(tmp_path, to)
         data = report(out)
         assert (data["run"]["status"], data["run"]["exit_code"]) == ("interrupted", 143), data["run"]
         assert data["steps"]["count"] >= 3
+
+
+def test_sigterm_ends_a_script_that_catches_every_exception(tmp_path):
+    """Under python SIGTERM ends the process whatever the script catches; perfdoctor's Terminated,
+    caught by `except BaseException`, is raised again until the script's call unwinds."""
+    under_python = subprocess.Popen([sys.executable, str(WORKLOADS / "swallows_everything.py")], stdout=subprocess.PIPE, text=True)
+    wait_for(under_python, "READY")
+    under_python.send_signal(signal.SIGTERM)
+    under_python.communicate(timeout=60)
+    assert under_python.returncode == -signal.SIGTERM
+    out = tmp_path / "run"
+    proc = start(out, "--no-profile", str(WORKLOADS / "swallows_everything.py"))
+    wait_for(proc, "READY")
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "swallowed Terminated" in stdout  # the first one was caught: the repeat ended it
+    data = report(out)
+    assert (data["run"]["status"], data["run"]["exit_code"]) == ("interrupted", 143)
+    assert data["steps"]["count"] >= 3
