@@ -13,18 +13,7 @@ import re
 import pytest
 
 from conftest import SAMPLE_WORKLOADS, run_perfdoctor
-from loadgen import busy_cores, others_cores
-
-AMBIENT_MAX_CORES = 0.5  # the under-load tests' premise: only the load generator keeps the cores busy
-
-
-def only_our_load() -> None:
-    """Skip, saying what was measured, when other processes already kept the machine busy before
-    the load generator started (a shared CI runner, a busy workstation): the test's premise is a
-    machine that the generator alone fills, and on top of an unknown load its numbers say nothing."""
-    ambient = others_cores()
-    if ambient > AMBIENT_MAX_CORES:
-        pytest.skip(f"other processes already used {ambient:.1f} cores before the load generator started")
+from loadgen import busy_cores, only_our_load
 
 CONTENTION = "cpu-contention"
 # Advice that would be wrong for a planted cause (the opposite fix).

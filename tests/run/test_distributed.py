@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from conftest import SAMPLE_WORKLOADS, run_perfdoctor
+from loadgen import busy_cores, only_our_load
 from perfdoctor.stream.rundir import RunDir
 
 pytestmark = pytest.mark.slow
@@ -49,6 +50,34 @@ def test_planted_problem_is_the_top_finding(tmp_path, script, args, expected):
     assert report["findings"] and report["findings"][0]["id"] == expected, [(f["id"], f["estimated_saving"]) for f in report["findings"]]
     if expected == "ddp-straggler":
         assert report["findings"][0]["evidence"]["straggler_rank"] == 1
+
+
+@pytest.mark.parametrize(
+    "script, args, expected",
+    [
+        ("ddp_healthy.py", ["--steps", "24"], None),
+        ("ddp_straggler.py", ["--steps", "24"], "ddp-straggler"),
+        ("ddp_comm_bound.py", [], "ddp-communication-bound"),
+    ],
+)
+def test_while_every_core_is_busy_the_planted_problem_is_still_found_and_contention_said(tmp_path, script, args, expected):
+    """Both ranks share the cores with the load generator: the contention is reported, the planted
+    problem is still the top finding (a healthy job gets nothing else), its timings said to be
+    inflated."""
+    only_our_load()
+    with busy_cores():
+        result, report, _ = launch(tmp_path, script, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    findings = [(f["id"], f["severity"], f["confidence"]) for f in report["findings"]]
+    assert "cpu-contention" in [f["id"] for f in report["findings"]], findings
+    if expected is None:
+        assert loud(report) == [], findings
+        return
+    planted = [f for f in report["findings"] if f["id"] != "cpu-contention"]
+    assert planted and planted[0]["id"] == expected, findings
+    assert planted[0]["confidence"] != "high" and "machine was shared" in planted[0]["confidence_reason"]
+    if expected == "ddp-straggler":
+        assert planted[0]["evidence"]["straggler_rank"] == 1
 
 
 def test_unneeded_find_unused_parameters_is_reported(tmp_path):
