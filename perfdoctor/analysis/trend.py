@@ -4,7 +4,8 @@ that tell a steady leak from the things that only look like one at first sight.
     warm-up (allocator caches, lazy buffers): the first part of the run is left out, and the
         growth must go on through the last part of what is fitted;
     a plateau after one jump (the caching allocator reserving another block): a step change is
-        growth in one place only, so the middle and the last third must both grow;
+        growth in one place only, so the middle and the last third must both grow (the two halves,
+        when samples are too sparse for four in each third);
     epoch boundaries (workers restarted, buffers freed): memory that drops back by half of what it
         gained is a sawtooth, not a leak.
 
@@ -30,7 +31,7 @@ class TrendLimits:
     warmup_share: float = 0.2  # the first share of the steps after warm-up is left out as well
     min_steps: int = 20  # fewer steps in the fitted window: too short to tell
     min_points: int = 10  # fewer binned points: too short to tell
-    late_share: float = 0.3  # the middle and last thirds must each grow at >= this share of the slope
+    late_share: float = 0.3  # the middle and last thirds (halves, when sampled sparsely) must each grow at >= this share of the slope
     max_drawdown_share: float = 0.5  # a drop of more than this share of the growth: a sawtooth
 
 
@@ -138,13 +139,20 @@ def fit_trend(steps: list[int], values: list[float], first_step: int, limits: Tr
     third = span / 3
     middle = _segment_slope(x, y, x.min() + third, x.min() + 2 * third)
     late = _segment_slope(x, y, x.min() + 2 * third, x.max())
+    part = "third"
+    if middle is None or late is None:
+        # Sparse samples (a short job on a fast machine, sampled by time): thirds with too few
+        # points each. Halves still tell steady growth from one jump: the half without it is flat.
+        middle = _segment_slope(x, y, x.min(), x.min() + span / 2)
+        late = _segment_slope(x, y, x.min() + span / 2, x.max())
+        part = "half"
     residuals = y - (fit.intercept + fit.slope * x)
     noise = float(1.4826 * np.median(np.abs(residuals - np.median(residuals))))
     growth = fit.slope * span
     fall = drawdown(y)
     tail = y[x >= x.max() - 0.1 * span] if span > 0 else y
     level = float(np.median(tail)) if tail.size else float(y[-1])
-    growing, reason = _verdict(x, span, fit, middle, late, growth, noise, fall, limits)
+    growing, reason = _verdict(x, span, fit, middle, late, growth, noise, fall, limits, part)
     return Trend(
         from_step=int(x_raw.min()), to_step=int(x_raw.max()), points=int(x.size), fit=fit, middle_slope=middle,
         late_slope=late, growth=growth, noise=noise, drawdown=fall, level=level, growing=growing, reason=reason,
@@ -153,7 +161,7 @@ def fit_trend(steps: list[int], values: list[float], first_step: int, limits: Tr
 
 def _verdict(
     x: np.ndarray, span: float, fit: Fit, middle: float | None, late: float | None, growth: float, noise: float,
-    fall: float, limits: TrendLimits,
+    fall: float, limits: TrendLimits, part: str = "third",
 ) -> tuple[bool, str]:
     if span < limits.min_steps or x.size < limits.min_points:
         return False, f"too short to tell: {x.size} points over {span:.0f} steps after warm-up"
@@ -164,7 +172,8 @@ def _verdict(
     if middle is None or late is None:
         return False, "too few samples in the later part of the run to tell growth from a step change"
     if late < limits.late_share * fit.slope or middle < limits.late_share * fit.slope:
-        where = "the last third" if late < limits.late_share * fit.slope else "the middle third"
+        first = "first" if part == "half" else "middle"
+        where = f"the last {part}" if late < limits.late_share * fit.slope else f"the {first} {part}"
         return False, f"no steady growth: {where} of the run grows far slower (warm-up, a one-off jump or a plateau)"
     if fall > limits.max_drawdown_share * growth:
         return False, "memory falls back along the way (a sawtooth: released at epoch boundaries), not a leak"

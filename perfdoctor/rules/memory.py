@@ -19,6 +19,7 @@ from .base import Finding, Rule
 
 CUDA_NOTES = "https://pytorch.org/docs/stable/notes/cuda.html#optimizing-memory-usage-with-pytorch-cuda-alloc-conf"
 FAQ = "https://pytorch.org/docs/stable/notes/faq.html#my-model-reports-cuda-runtime-error-2-out-of-memory"
+SPARSE_POINTS = 20  # a trend fitted on fewer samples is said to rest on few
 MIB, GIB = 2**20, 2**30
 
 SUBJECTS = {
@@ -124,14 +125,20 @@ class MemoryGrowth(Rule):
     def _confidence(trend: MemoryTrend, data: RunData) -> tuple[Confidence, str]:
         """The growth per step does not depend on other processes; the time to the limit does: at a
         pace they slowed, the limit comes later than it would on a quiet machine."""
+        reasons = []
+        if trend.points < SPARSE_POINTS:
+            reasons.append(
+                f"Fitted on only {trend.points} samples (a short run, sampled by time): the growth is steady across "
+                "them, but a longer run would show whether it goes on."
+            )
         contention = data.host.contention if data.host else None
-        if trend.seconds_to_limit is None or contention is None or not contention.shared:
-            return "high", ""
-        measured = f"other processes used {contention.others_cpu_cores:.1f} cores" if contention.others_cpu_cores is not None else "other processes took CPU time the job wanted"
-        return "medium", (
-            f"The machine was shared while this ran ({measured}): the time to the limit is at this run's slowed pace, "
-            "so on a quiet machine the limit comes sooner. The growth per step does not depend on it."
-        )
+        if trend.seconds_to_limit is not None and contention is not None and contention.shared:
+            measured = f"other processes used {contention.others_cpu_cores:.1f} cores" if contention.others_cpu_cores is not None else "other processes took CPU time the job wanted"
+            reasons.append(
+                f"The machine was shared while this ran ({measured}): the time to the limit is at this run's slowed pace, "
+                "so on a quiet machine the limit comes sooner. The growth per step does not depend on it."
+            )
+        return ("medium", " ".join(reasons)) if reasons else ("high", "")
 
     @staticmethod
     def _severity(trend: MemoryTrend, memory: MemorySection, limits: Thresholds) -> tuple[Severity, str]:

@@ -56,6 +56,25 @@ def test_one_jump_then_a_plateau_is_not_growth(at):
     assert trend is not None and not trend.growing, trend.reason
 
 
+# A short job on a fast machine, sampled by time (a CI-clone run of sample_workloads/memory_leak.py
+# --steps 200, 4.9 ms a step): too few samples for four in each third of the window.
+SPARSE_STEPS = [1, 7, 14, 32, 51, 70, 92, 113, 133, 152, 165, 176, 186, 191, 196]
+SPARSE_LEAK_MB = [322.53, 362.96, 429.18, 480.27, 555.41, 627.32, 702.34, 771.34, 846.36, 915.36, 969.37, 999.37, 1029.37, 1047.37, 1071.37]
+
+
+def test_a_sparsely_sampled_leak_is_growth_judged_by_halves():
+    trend = fit_trend(SPARSE_STEPS, [v * MIB for v in SPARSE_LEAK_MB], first_step=2)
+    assert trend is not None and trend.growing, trend.reason
+    assert 3.2 * MIB < trend.rate < 4.0 * MIB
+
+
+@pytest.mark.parametrize("at", [80, 120, 170])
+def test_a_sparsely_sampled_jump_is_still_not_growth(at):
+    values = noisy([500 * MIB + (512 * MIB if s >= at else 0) for s in SPARSE_STEPS])
+    trend = fit_trend(SPARSE_STEPS, values, first_step=2)
+    assert trend is not None and not trend.growing, trend.reason
+
+
 def test_a_sawtooth_at_epoch_boundaries_is_not_growth():
     # Workers' memory grows within each epoch and is released when they restart (every 100 steps).
     values = noisy([200 * MIB + (s % 100) * 3 * MIB for s in STEPS])

@@ -108,6 +108,12 @@ def oom(**changes) -> OomEvent:
         assert check(MemoryGrowth, unlimited).confidence == "high"
 
 
+    def test_a_trend_on_few_samples_says_so(self):
+        sparse = check(MemoryGrowth, run_with(memory(trend(points=11))))
+        assert sparse.confidence == "medium" and "only 11 samples" in sparse.confidence_reason
+        assert check(MemoryGrowth, run_with(memory(trend(points=20)))).confidence == "high"
+
+
 class TestOutOfMemory:
     def test_a_cuda_oom_names_the_step_phase_and_module(self):
         finding = check(OutOfMemory, run_with(memory(oom=oom())))
