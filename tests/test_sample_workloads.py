@@ -123,9 +123,11 @@ def test_hogwild_training_in_child_processes_is_reported_not_the_parents_test_pa
 
 
 @pytest.mark.slow
-def test_healthy_run_while_every_core_is_busy_has_only_contention_to_say(tmp_path):
+@pytest.mark.parametrize("script", ["healthy_cnn.py", "lbfgs_closure.py"])
+def test_healthy_run_while_every_core_is_busy_has_only_contention_to_say(tmp_path, script):
     only_our_load()
     with busy_cores():
-        report = run_workload(tmp_path, "healthy_cnn.py")
+        report = run_workload(tmp_path, script, *HEALTHY[script])
+    assert CONTENTION in [f["id"] for f in report["findings"]], [(f["id"], f["severity"]) for f in report["findings"]]
     loud = [(f["id"], f["severity"]) for f in report["findings"] if f["severity"] != "info"]
-    assert loud and {rule_id for rule_id, _ in loud} == {CONTENTION}, loud
+    assert {rule_id for rule_id, _ in loud} <= {CONTENTION}, loud
