@@ -33,6 +33,9 @@ class TrendLimits:
     min_points: int = 10  # fewer binned points: too short to tell
     late_share: float = 0.3  # the middle and last thirds (halves, when sampled sparsely) must each grow at >= this share of the slope
     max_drawdown_share: float = 0.5  # a drop of more than this share of the growth: a sawtooth
+    # Less growth over the fitted window than this is no trend, however steady: resident memory
+    # creeps by pages (the interpreter's own small allocations), and pages are all noise-free.
+    min_growth_bytes: float = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,8 @@ def _verdict(
         return False, "no growth: the slope's 95% interval includes zero"
     if growth <= 4 * noise:
         return False, "growth within the noise"
+    if growth < limits.min_growth_bytes:
+        return False, f"{growth / 1024:.0f} KiB over the window: a creep too small to matter"
     if middle is None or late is None:
         return False, "too few samples in the later part of the run to tell growth from a step change"
     if late < limits.late_share * fit.slope or middle < limits.late_share * fit.slope:
