@@ -76,9 +76,10 @@ class CpuContention(Rule):
         wait_ms = contention.main_wait_ms_per_step or 0.0
         throttled = contention.throttled_share or 0.0
         lost_cpu = contention.lost_cpu_share or 0.0
-        by_waiting = wait_share >= limits.min_wait_share and wait_ms >= limits.min_wait_ms
-        by_lost_cpu = not by_waiting and lost_cpu >= limits.min_lost_cpu_share
-        by_others = others >= limits.min_others_cores and (by_waiting or by_lost_cpu)
+        others_busy = others >= limits.min_others_cores
+        by_waiting = others_busy and wait_share >= limits.min_wait_share and wait_ms >= limits.min_wait_ms
+        by_lost_cpu = others_busy and not by_waiting and lost_cpu >= limits.min_lost_cpu_share
+        by_others = by_waiting or by_lost_cpu
         by_quota = throttled >= limits.min_throttled_share
         if not (by_others or by_quota):
             return None
@@ -116,18 +117,32 @@ class CpuContention(Rule):
             "Run on a quiet machine or a dedicated runner, or isolate the job (its own cores with taskset or a "
             "cpuset cgroup, a higher CPU share)."
         )
-        if by_waiting and by_others:
+        confidence: Confidence = "high"
+        reason = ""
+        if by_waiting:
+            title = f"The machine was shared: the training thread waited for a CPU {wait_share:.0%} of the step"
+            saving = wait_share
             fixes.append(
                 f"Other processes used {others:.1f} of the {cores} usable cores{busiest}, and the training thread waited "
                 f"{wait_ms:.1f} ms per step for a CPU ({wait_share:.0%} of the step). {isolate}"
             )
-        elif by_lost_cpu and by_others:
+        elif by_lost_cpu:
+            title = f"The machine was shared: other processes took {lost_cpu:.0%} of the CPU time the job's threads could use"
+            # Parallel regions (the model, the optimizer) run at the pace of the CPU time the
+            # job's threads get; the rest of the step need not.
+            saving, confidence = lost_cpu * compute_share(data), "medium"
+            reason = (
+                "The saving is estimated from the job's CPU time, not measured on the training thread: it assumes "
+                "the model's and optimizer's parallel work speeds up in proportion to the CPU time returned."
+            )
             fixes.append(
                 f"Other processes used {others:.1f} of the {cores} usable cores{busiest}; the job's threads, ready to use "
                 f"{contention.job_demand_cores or 0:.1f} cores, lost {lost_cpu:.0%} of the CPU time the cores could have given "
                 f"them. The training thread itself waited only {wait_share:.0%} of the step: it mostly waits for the job's "
                 f"other threads, which the lost CPU time slows. {isolate}"
             )
+        else:
+            title, saving = f"The cgroup's CPU quota throttled the job {throttled:.0%} of the time", 0.0
         if by_quota:
             fixes.append(
                 f"The cgroup's CPU quota ({contention.sources.cgroup_quota_cores or 0:.2g} cores) throttled the job "
@@ -141,21 +156,6 @@ class CpuContention(Rule):
                 f"torch.set_num_threads({free})."
             )
         fixes.append("Timings in this report are inflated by the contention; re-measure on a quiet machine to confirm the other findings.")
-        confidence: Confidence
-        if by_others and by_waiting:
-            title = f"The machine was shared: the training thread waited for a CPU {wait_share:.0%} of the step"
-            saving, confidence, reason = wait_share, "high", ""
-        elif by_others:
-            title = f"The machine was shared: other processes took {lost_cpu:.0%} of the CPU time the job's threads could use"
-            # Parallel regions (the model, the optimizer) run at the pace of the CPU time the
-            # job's threads get; the rest of the step need not.
-            saving, confidence = lost_cpu * compute_share(data), "medium"
-            reason = (
-                "The saving is estimated from the job's CPU time, not measured on the training thread: it assumes "
-                "the model's and optimizer's parallel work speeds up in proportion to the CPU time returned."
-            )
-        else:
-            title, saving, confidence, reason = f"The cgroup's CPU quota throttled the job {throttled:.0%} of the time", 0.0, "high", ""
         return self.finding(
             title=title,
             evidence=evidence,
