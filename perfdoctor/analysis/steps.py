@@ -67,6 +67,20 @@ def steady_steps(series: StepSeries) -> tuple[list[int], str]:
     return after_warmup, "first step (warm-up) left out; profiled steps kept (too few others)"
 
 
+FASTEST_SHARE = 0.1
+MIN_STEPS_FOR_FASTEST = 10
+
+
+def fastest_steps(series: StepSeries) -> list[int]:
+    """The tenth of the steady steps that took least time (empty with fewer than 10 steps). On a
+    busy machine they are the steps that waited least for a CPU: the nearest this run has to what
+    a quiet machine gives, where the mean mixes in every wait."""
+    chosen, _ = steady_steps(series)
+    if len(chosen) < MIN_STEPS_FOR_FASTEST:
+        return []
+    return sorted(chosen, key=lambda i: series.duration_ms[i])[: max(1, round(len(chosen) * FASTEST_SHARE))]
+
+
 def step_stats(series: StepSeries) -> StepStats:
     stats = StepStats(count=len(series), profiled=sum(series.profiled))
     if not len(series):

@@ -1,6 +1,6 @@
 import pytest
 
-from perfdoctor.analysis.steps import series_from_raw, step_stats
+from perfdoctor.analysis.steps import fastest_steps, series_from_raw, step_stats
 
 MS = 1_000_000
 
@@ -60,3 +60,11 @@ def test_few_steps_use_them_all():
 def test_no_steps_gives_no_statistics():
     stats = step_stats(series_from_raw({"start_ns": [], "end_ns": []}, []))
     assert stats.count == 0 and stats.mean_ms is None and stats.breakdown is None
+
+
+def test_fastest_steps_are_the_quickest_tenth_of_the_steady_ones():
+    # the warm-up step (1 ms, the quickest) and the profiled ones are no candidates
+    durations = [1] + [50 + i for i in range(19)] + [5, 6] + [40 + i for i in range(9)]
+    series = series_from_raw(raw_steps(durations), profiled_steps=[20])
+    assert fastest_steps(series) == [21, 22, 23]  # 28 steady steps: the 3 quickest (6, 40, 41 ms)
+    assert fastest_steps(series_from_raw(raw_steps([10] * 10), [])) == []  # fewer than 10 steady steps

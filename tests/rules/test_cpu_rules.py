@@ -3,7 +3,8 @@ from dataclasses import replace
 import pytest
 
 from conftest import make_environment, make_host, make_run
-from perfdoctor.analysis.rundata import TraceSummary
+from perfdoctor.analysis.rundata import StepSeries, TraceSummary
+from perfdoctor.analysis.steps import step_stats
 from perfdoctor.model.environment import ThreadProbe, Threads
 from perfdoctor.model.host import CpuContention
 from perfdoctor.rules.cpu import CpuThreadOversubscription, HostOverheadBound, MainLoopPreprocessing
@@ -67,6 +68,50 @@ class TestMainLoopPreprocessing:
 
     def test_silent_when_the_loop_work_is_tiny_in_absolute_terms(self):
         assert check(MainLoopPreprocessing(), make_run(self.LOOPY, step_ms=2.0)) is None
+
+    @staticmethod
+    def two_speed_run(loop_ms: float, host):
+        """manual_update.py under tests/loadgen.py, where the spinners and the job's threads share
+        the cores thread by thread: 1 step in 10 ran nearly undisturbed (55 ms); in the others
+        (320 ms) the model's parallel regions waited for a preempted intra-op thread, while the
+        loop work, serial on the training thread, took about as long as in the fast steps."""
+        series = StepSeries(mode="backward")
+        for i in range(100):
+            fast = i % 10 == 5
+            duration, loop = (55.0, loop_ms) if fast else (320.0, loop_ms)
+            series.duration_ms.append(duration)
+            for phase, ms in {"dataloader": 0.0, "forward": (duration - loop - 1) * 0.4, "backward": (duration - loop - 1) * 0.6,
+                              "optimizer": 1.0, "other": loop}.items():
+                series.phases_ms[phase].append(ms)
+            series.other_parts_ms["before_forward"].append(0.0)
+            series.other_parts_ms["loss"].append(0.0)
+            series.batches.append(0)
+            series.profiled.append(False)
+        data = make_run(HEALTHY, host=host)
+        return replace(data, series=series, steps=step_stats(series))
+
+    @staticmethod
+    def busy_host(wait: float = 0.45, on_cpu: float = 0.52):
+        host = make_host()
+        host.contention = CpuContention(samples=100, interval_s=0.5, usable_cores=2, others_cpu_cores=1.07, main_wait_share=wait,
+                                        main_cpu_share=on_cpu, shared=True)
+        return host
+
+    def test_on_a_busy_machine_the_least_contended_steps_show_loop_work_the_mean_hides(self):
+        data = self.two_speed_run(40.0, self.busy_host())
+        finding = check(MainLoopPreprocessing(), data)
+        assert finding is not None and finding.confidence == "low"
+        lower, fastest = finding.evidence["loop_share"], finding.evidence["fastest_steps_loop_share"]
+        assert lower < 0.15 and fastest == pytest.approx(40.0 / 55.0, abs=1e-4)
+        assert f"{lower:.0%} to {fastest:.0%} of each step" in finding.title
+        assert "lower bound" in finding.confidence_reason and "fastest tenth" in finding.confidence_reason
+        assert finding.estimated_saving == pytest.approx(lower - 0.02, abs=1e-4)
+
+    def test_on_a_busy_machine_steps_with_little_loop_work_give_nothing(self):
+        assert check(MainLoopPreprocessing(), self.two_speed_run(3.0, self.busy_host())) is None
+
+    def test_on_a_quiet_machine_the_fastest_steps_are_not_consulted(self):
+        assert check(MainLoopPreprocessing(), self.two_speed_run(40.0, make_host())) is None
 
 
 def trace(ops: float, small: float, gap: float, median_us: float = 6.0, step_ms: float = 5.0) -> TraceSummary:
