@@ -117,6 +117,18 @@ def test_host_op_stats(tmp_path):
     assert stats.short_op_share == pytest.approx(0.04)
 
 
+def test_an_op_that_only_dispatches_tiny_ops_is_tiny(tmp_path):
+    # 40 us for itself and 4 nested calls (8 us per call) is dispatch, like 4 separate 8 us ops;
+    # 40 us of one op's own arithmetic, or 40 us around one 30 us kernel call, are not
+    composite = [op("aten::layer_norm", 100, 40), op("aten::native_layer_norm", 101, 38)] + [
+        op(f"aten::inner{i}", 102 + 9 * i, 8) for i in range(3)
+    ]
+    events = [annotation("ProfilerStep#1", 0, 1000), *composite, op("aten::gelu", 300, 40),
+              op("aten::linear", 400, 40), op("aten::addmm", 405, 30)]
+    (stats,) = host_op_stats(read_trace(write_trace(tmp_path, events)), short_op_ns=10 * US)
+    assert stats.ops == 3 and (stats.short_ops, stats.short_op_ns) == (1, 40 * US)
+
+
 def test_seed_trace_breakdown():
     """A real torch 2.13 CPU training trace: checked against the numbers read off its timeline."""
     trace = read_trace(SEED_TRACE)
