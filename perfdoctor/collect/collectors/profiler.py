@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +40,12 @@ class ExportGivenUp(Exception):
 def export_trace(prof: Any, path: Path, hurry: threading.Event) -> None:
     """`prof`'s trace to `path` (.json.gz), complete or not at all."""
     json_tmp = path.with_name(f".{path.name}.{os.getpid()}.json.tmp")
+    if "\\" in str(json_tmp):
+        # Kineto takes a backslash for a path separator (it writes, then renames, to a path that
+        # does not exist); the plain JSON is only read back to be compressed, so any folder will do.
+        fd, name = tempfile.mkstemp(prefix="perfdoctor-trace-", suffix=".json.tmp")
+        os.close(fd)
+        json_tmp = Path(name)
     gz_tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         prof.export_chrome_trace(str(json_tmp))  # Kineto writes it in C++, in one go

@@ -85,6 +85,16 @@ def test_a_trace_is_written_under_tb_script_stem(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_backslash_in_the_output_path_keeps_the_trace(tmp_path):
+    # Kineto takes "\\" for a path separator: its export renamed to a folder that does not exist
+    out = tmp_path / "a\\b" / "run"
+    result = perfdoctor_run(out, "--max-steps", "3", str(WORKLOADS / "tiny_train.py"))
+    assert result.returncode == 0, result.stderr
+    assert [path.name.endswith(".pt.trace.json.gz") for path in (out / "tb" / "tiny_train").iterdir() if "tfevents" not in path.name] == [True]
+    assert json.loads((out / "report.json").read_text())["operators"]["trace_files"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("user_starts_at, traced", [(0, False), (3, True)], ids=["before-window", "inside-window"])
 def test_the_scripts_own_profiler_makes_ours_stand_aside(tmp_path, user_starts_at, traced):
     out = tmp_path / "run"
