@@ -25,7 +25,7 @@ import msgspec
 from ..model.ddp import DataParallelInstance, DdpInstance, ProcessGroup
 from ..model.gpu import OptimizerConfig
 from ..model.numbers import Count, NonNegative, Positive, Share
-from .assemble import HOST_COLUMNS, STEP_COLUMNS
+from .assemble import HOST_COLUMNS, MEMORY_COLUMNS, STEP_COLUMNS
 
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]  # NVML's utilization
 Cores = Annotated[list[NonNegative], msgspec.Meta(min_length=1)]  # every core's CPU percent
@@ -328,6 +328,68 @@ class RawGpu(Shape, kw_only=True):
         _same_length(self, ("step",), "t_ns", required=("step",))
 
 
+# --- memory -------------------------------------------------------------------------------------
+
+
+class MemoryMeta(Shape, kw_only=True):
+    limit_bytes: Count | None = None
+    limit_source: str | None = None
+    budget_share: NonNegative | None = None
+    pid: Count | None = None
+
+
+Bytes = list[Count | None]  # None where a value was not read
+
+
+class MemoryChunk(Shape, kw_only=True):
+    """Consecutive samples from index `first`: every column written holds one value per sample."""
+
+    first: Count | None = None
+    step: list[Count] = msgspec.field(default_factory=list)
+    t_ns: list[Count] = msgspec.field(default_factory=list)
+    rss: Bytes = msgspec.field(default_factory=list)
+    children_rss: Bytes = msgspec.field(default_factory=list)
+    children: Bytes = msgspec.field(default_factory=list)
+    cuda_allocated: Bytes = msgspec.field(default_factory=list)
+    cuda_reserved: Bytes = msgspec.field(default_factory=list)
+    cuda_peak_allocated: Bytes = msgspec.field(default_factory=list)
+    cuda_peak_reserved: Bytes = msgspec.field(default_factory=list)
+    cuda_alloc_retries: Bytes = msgspec.field(default_factory=list)
+    cuda_inactive_split: Bytes = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _same_length(self, MEMORY_COLUMNS, "step", required=("t_ns",))
+
+
+class CudaDevice(Shape, kw_only=True):
+    device: Count | None = None
+    name: str | None = None
+    total_bytes: Count | None = None
+    memory_fraction: Share | None = None
+    limit_bytes: Count | None = None
+    peaks_per_window: bool | None = None
+    alloc_conf: str | None = None
+
+
+class OomRecord(Shape, kw_only=True):
+    kind: str | None = None
+    step: Count | None = None
+    t_ns: Count | None = None
+    error_type: str | None = None
+    message: str | None = None
+    phase: str | None = None
+    module_type: str | None = None
+    module_path: str | None = None
+    source: str | None = None
+    rss_bytes: Count | None = None
+    cuda: dict[str, Any] | None = None
+
+
+class Cost(Shape, kw_only=True):
+    ns: Count
+    samples: Count
+
+
 # --- profiler, ddp, settings ----------------------------------------------------------------------
 
 
@@ -414,6 +476,10 @@ RECORDS: dict[str, dict[str, type[msgspec.Struct]]] = {
         "forwards": _record("forwards", Forwards),
     },
     "settings": {"settings": _record("settings", dict[str, Any]), "update": _record("update", dict[str, Any])},
+    "memory": {
+        "meta": _record("meta", MemoryMeta), "samples": _record("samples", MemoryChunk), "cuda": _record("cuda", CudaDevice),
+        "oom": _record("oom", OomRecord), "cost": _record("cost", Cost), "error": _record("error", str | None),
+    },
 }
 
 # Assembled raw files (and the files of runs from before streaming). The profiler's and DDP's

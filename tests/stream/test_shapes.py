@@ -88,3 +88,14 @@ def test_a_raw_file_of_the_wrong_shape_is_refused():
     msgspec.convert({"samples": columns}, shapes.RawHost)  # the same, of one length: in shape
     with pytest.raises(msgspec.ValidationError, match="3 busy ticks of 2"):
         msgspec.convert({"loaders": [{"id": 0, "cpu_in_long_waits": {"busy_ticks": 3, "total_ticks": 2}}]}, shapes.RawDataLoader)
+
+
+def test_a_memory_record_of_the_wrong_shape_costs_itself_not_the_stream():
+    good = {"samples": {"first": 0, "step": [1, 2], "t_ns": [5, 6], "rss": [10, None], "children_rss": [0, 0], "children": [0, 0]}}
+    wrong_type = {"samples": {"first": 2, "step": [3], "t_ns": [7], "rss": ["x"]}}
+    ragged = {"samples": {"first": 2, "step": [3, 4], "t_ns": [7, 8], "rss": [1]}}
+    negative = {"oom": {"kind": "host", "rss_bytes": -1}}
+    records = [{"meta": {"limit_bytes": 1 << 30, "limit_source": "ram"}}, good, wrong_type, ragged, negative, {"restart": {}}]
+    kept, rejected = shapes.check_records("memory", records)
+    assert kept == [records[0], good, {"restart": {}}]  # a kind this perfdoctor does not check is left alone
+    assert [reason.split(":")[0] for reason in rejected] == ["samples", "samples", "oom"]
