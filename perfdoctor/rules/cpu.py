@@ -414,7 +414,7 @@ class HostOverheadBound(Rule):
                 "small_op_share": rounded(small, 4),
                 "gap_share": rounded(gaps, 4),
                 "overhead_share": rounded(overhead, 4),
-                "loop_work_share_left_out": rounded(loop, 4),
+                "left_out_loop_work_share": rounded(loop, 4),
                 "measured_small_op_share": rounded(trace.small_op_share, 4),
                 "measured_gap_share": rounded(trace.gap_share, 4),
                 "batch_size": batch,

@@ -133,7 +133,7 @@ class TestHostOverheadBound:
         finding = check(HostOverheadBound(), make_run(HEALTHY, trace=trace(1200, 0.45, 0.25)))
         assert finding is not None and finding.id == "host-overhead-bound"
         assert finding.evidence["overhead_share"] == pytest.approx(0.70 - 0.03)  # less the loop's own 3%
-        assert finding.evidence["loop_work_share_left_out"] == pytest.approx(0.03)
+        assert finding.evidence["left_out_loop_work_share"] == pytest.approx(0.03)
         assert finding.estimated_saving == pytest.approx(0.335)
 
     def test_tiny_ops_of_work_in_the_loop_are_left_to_main_loop_preprocessing(self):
