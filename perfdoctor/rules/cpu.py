@@ -308,8 +308,9 @@ class MainLoopPreprocessing(Rule):
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
         steps = data.steps
         measured_share = loop_work_share(data)
-        if measured_share is None or not steps.breakdown or not steps.mean_ms or steps.other_parts is None:
+        if measured_share is None:
             return None
+        assert steps.breakdown is not None and steps.mean_ms and steps.other_parts is not None  # loop_work_share checked
         loss = steps.other_parts.loss
         before_forward = steps.other_parts.before_forward
         loop_share, reason = corrected_for_contention(data, measured_share)
