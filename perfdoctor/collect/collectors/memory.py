@@ -6,10 +6,16 @@ Cheap by construction. A sample is taken at a step end (a step listener: never i
 and only when enough time has passed since the last one for its cost to stay under
 BUDGET_SHARE of the run: each sample's cost is timed, and the next one waits cost / BUDGET_SHARE
 (and never less than the run's age / MAX_SAMPLES, so a job running for days keeps a bounded
-stream). On Linux a sample is one pread() of /proc/<pid>/statm per process, on descriptors kept
-open; the list of children is refreshed by a background thread soon after each fork (DataLoader
-workers starting) and every CHILDREN_EVERY_S (finding them means scanning /proc: not a step's
-work). The allocator's counters are host-side and never synchronise with the device. What a sample costs is charged to perfdoctor (`clock.add_overhead`).
+stream). A short run would get too few samples to fit a trend (a sample's cost triples on a busy
+machine, and a 1.3 s run got 11), so the wait is also never more than the training's age (from the
+first step's end) / SAMPLES_PER_AGE: about 14 samples per doubling of that age, whatever the
+budget. That floor outspends the budget only in the training's first second or so, by a few ms.
+
+On Linux a sample is one pread() of /proc/<pid>/statm per process, on descriptors kept open; the
+list of children is refreshed by a background thread soon after each fork (DataLoader workers
+starting) and every CHILDREN_EVERY_S (finding them means scanning /proc: not a step's work). The
+allocator's counters are host-side and never synchronise with the device. What a sample costs is
+charged to perfdoctor (`clock.add_overhead`).
 
 Streamed as `memory`: `meta` (page size, the host limit), `cuda` (the device and its total, when
 CUDA is first seen), `samples` (columns, in step order), `oom` (an out-of-memory error raised in
@@ -33,6 +39,7 @@ from .base import Collector, CollectorContext
 
 BUDGET_SHARE = 0.002  # samples cost at most this share of the run's time
 MAX_SAMPLES = 20_000  # the gap between samples is at least the run's age / this
+SAMPLES_PER_AGE = 20.0  # ... and at most the run's age / this, so that short runs get enough samples for a trend
 CHILDREN_EVERY_S = 5.0  # the list of children is refreshed this often, and soon after every fork
 AFTER_FORK_S = 0.2  # after a fork, wait this long before looking (a worker may start its own children)
 RESTART: tuple[int, ...] = ()  # in the sample queue: what came before was the folded batch-steps'
@@ -163,14 +170,16 @@ class _Cuda:
 class MemoryCollector(Collector):
     name = "memory"
 
-    def __init__(self, budget_share: float = BUDGET_SHARE) -> None:
+    def __init__(self, budget_share: float = BUDGET_SHARE, samples_per_age: float = SAMPLES_PER_AGE) -> None:
         self.budget_share = budget_share
+        self.samples_per_age = samples_per_age
         self._ctx: CollectorContext | None = None
         self._samples: deque[tuple[int, ...]] = deque()
         self._taken = 0
         self._next_ns = 0
         self._costs: deque[int] = deque(maxlen=15)
         self._origin_ns = 0
+        self._first_step_ns = 0
         self._page_size = 4096
         self._main: _Statm | None = None
         self._children: tuple[_Statm, ...] = ()
@@ -229,6 +238,8 @@ class MemoryCollector(Collector):
             self._samples.append(RESTART)
         self._last_index = index
         now = perf_counter_ns()
+        if not self._first_step_ns:
+            self._first_step_ns = now
         if now < self._next_ns:
             return
         self._sample(index + 1, now)  # memory after `index + 1` steps have ended
@@ -237,7 +248,10 @@ class MemoryCollector(Collector):
         # The typical cost of the recent samples: one that a busy machine preempted must not stall sampling.
         self._costs.append(cost)
         typical = sorted(self._costs)[len(self._costs) // 2]
-        gap = max(typical / self.budget_share, (now - self._origin_ns) / MAX_SAMPLES)
+        gap = typical / self.budget_share
+        if self.samples_per_age > 0:  # the training's age: imports and set-up before the first step are not steps
+            gap = min(gap, (now - self._first_step_ns) / self.samples_per_age)
+        gap = max(gap, (now - self._origin_ns) / MAX_SAMPLES)
         self._next_ns = now + int(gap)
         assert self._ctx is not None
         self._ctx.clock.add_overhead(cost)

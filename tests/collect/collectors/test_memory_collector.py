@@ -56,11 +56,26 @@ def test_samples_at_step_ends_follow_the_process_memory(tmp_path):
 
 def test_the_budget_spaces_samples_out(tmp_path):
     harness = Harness(tmp_path)
-    collector = MemoryCollector(budget_share=1e-6)  # a sample costing ~10 us waits ~10 s for the next
+    collector = MemoryCollector(budget_share=1e-6, samples_per_age=0)  # a sample costing ~10 us waits ~10 s for the next
     collector.start(harness.ctx)
     steps(collector, 200)
     collector.stop()
     assert harness.read("memory")["samples"]["step"] == [1]
+
+
+def test_a_short_run_still_gets_enough_samples_for_a_trend(tmp_path):
+    # The budget alone would allow one sample in this 0.4 s run; the floor (the run's age / 20 at
+    # most between samples) keeps sampling through to its end, more often early than late.
+    harness = Harness(tmp_path)
+    collector = MemoryCollector(budget_share=1e-6)
+    collector.start(harness.ctx)
+    steps(collector, 200, work=lambda index: time.sleep(0.002))
+    collector.stop()
+    taken = harness.read("memory")["samples"]["step"]
+    assert taken[:3] == [1, 2, 3]  # while the run is young, every step end
+    late = [step for step in taken if step > 100]
+    assert len(late) >= 10 and max(taken) > 180  # ~20 x ln(2) in the last half: enough to fit a trend
+    assert len(taken) < 120  # and not every step: the gap grows with the run's age
 
 
 def test_the_sampling_cost_is_charged_to_perfdoctor(tmp_path):
