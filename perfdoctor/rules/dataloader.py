@@ -126,13 +126,37 @@ def producer_cpu(data: RunData, loader: LoaderSummary) -> float | None:
     return min(1.0, busy * workers / min(workers, usable_cores(data)) / 100)  # per worker the cores can run at once
 
 
-def compute_ms_with_threads(compute_ms: float, threads: int, fewer: int, cores: int) -> float:
-    """The step's own compute at `fewer` intra-op threads, assuming (pessimistically) that it
-    scaled linearly with the threads that had a core each."""
-    return compute_ms * min(threads, max(1, cores)) / max(1, min(fewer, threads))
+def compute_cores(data: RunData, loader: LoaderSummary) -> float | None:
+    """The cores the step's compute asked for (running or runnable), with num_workers=0: the
+    job's demand over the steps less the loading thread's in the waits, over the compute time.
+    None when unmeasured, or when workers' CPU would be mixed in. Spinning intra-op threads count
+    as demand: it errs towards compute that needs its threads."""
+    contention = data.host.contention if data.host else None
+    breakdown = data.steps.breakdown_ms
+    if loader.num_workers or contention is None or loader.job_cores_in_waits is None or not breakdown or not data.steps.mean_ms:
+        return None
+    job = contention.job_demand_cores
+    if job is None and not contention.shared:  # on a quiet machine what it got is what it asked for
+        job = contention.job_cpu_cores
+    compute_ms = data.steps.mean_ms - breakdown.dataloader
+    if job is None or compute_ms <= 0:
+        return None
+    return max(0.0, (job * data.steps.mean_ms - loader.job_cores_in_waits * breakdown.dataloader) / compute_ms)
 
 
-def worker_plan(cores: int, threads: int, producer: float, compute_ms: float) -> tuple[int, int, float]:
+def compute_ms_with_threads(compute_ms: float, threads: int, fewer: int, cores: int, busy_cores: float | None = None) -> float:
+    """The step's own compute at `fewer` intra-op threads: slowed in proportion to the threads
+    removed, of those it kept busy (`busy_cores`, measured) or, unmeasured, (pessimistically) of
+    all that had a core each. Compute that sleeps or waits on a device does not slow at all."""
+    parallel = float(min(threads, max(1, cores)))
+    if busy_cores is not None:
+        parallel = min(parallel, max(1.0, busy_cores))
+    return compute_ms * max(1.0, parallel / max(1, min(fewer, threads)))
+
+
+def worker_plan(
+    cores: int, threads: int, producer: float, compute_ms: float, busy_cores: float | None = None
+) -> tuple[int, int, float]:
     """The number of CPU-bound workers and intra-op threads that fit the cores together
     (workers + threads <= cores), and the step they would give: max(compute at those threads,
     producer / workers). Workers beside as many intra-op threads as there are cores fight them
@@ -140,7 +164,7 @@ def worker_plan(cores: int, threads: int, producer: float, compute_ms: float) ->
     best: tuple[int, int, float] | None = None
     for workers in range(1, min(MAX_SUGGESTED_WORKERS, max(1, cores - 1)) + 1):
         fewer = min(threads, max(1, cores - workers))
-        step = max(compute_ms_with_threads(compute_ms, threads, fewer, cores), producer / workers)
+        step = max(compute_ms_with_threads(compute_ms, threads, fewer, cores, busy_cores), producer / workers)
         if best is None or step < best[2] - 1e-9:
             best = (workers, fewer, step)
     assert best is not None
@@ -202,6 +226,7 @@ class DataLoaderBottleneck(Rule):
         # Producers that use little CPU while the step waits sleep on storage or the network.
         io_bound = per_producer is not None and per_producer * 100 < limits.io_bound_worker_cpu
         compute_ms = step_ms - wait_ms
+        compute_busy = compute_cores(data, loader)
         producer = producer_ms(loader, wait_ms, step_ms)
         fewer_threads = threads
         if io_bound:  # workers that sleep on storage overlap well beyond the core count
@@ -210,7 +235,7 @@ class DataLoaderBottleneck(Rule):
         elif workers == 0 or workers < cores:
             if cores < 2:
                 return None  # one core: workers would only take turns with the step
-            suggested, fewer_threads, new_step = worker_plan(cores, threads, producer, compute_ms)
+            suggested, fewer_threads, new_step = worker_plan(cores, threads, producer, compute_ms, compute_busy)
             if workers and suggested <= workers:
                 return None
         else:
@@ -226,14 +251,16 @@ class DataLoaderBottleneck(Rule):
             "intra_op_threads": threads,
             "suggested_intra_op_threads": fewer_threads,
             "producer_cpu_share": rounded(per_producer, 3),
+            "compute_cores": rounded(compute_busy, 2),
             "batch_size": args.get("batch_size"),
             "batch_wait_p50_ms": rounded(loader.wait_p50_ms),
         }
+        scaling = f" of the {compute_busy:.1f} cores it kept busy" if compute_busy is not None else ""
         threads_note = (
             f" Together with the {threads} intra-op threads they would outnumber the {cores} cores and slow the step "
             f"down: also call torch.set_num_threads({fewer_threads}), so that {suggested} worker(s) and {fewer_threads} "
             f"thread(s) fit the cores (estimated step {new_step:.1f} ms, counting the compute as if it slowed in "
-            "proportion to the threads removed)."
+            f"proportion to the threads removed{scaling})."
             if fewer_threads < threads
             else ""
         )

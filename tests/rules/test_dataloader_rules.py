@@ -5,6 +5,7 @@ import pytest
 from conftest import make_environment, make_host, make_loader, make_run
 from perfdoctor.model.dataloader import EpochStats
 from perfdoctor.model.environment import CpuInfo
+from perfdoctor.model.host import CpuContention
 from perfdoctor.rules.dataloader import DataLoaderBottleneck, DataLoaderCpuSaturated, DataLoaderPersistentWorkers
 
 WAITING = {"dataloader": 0.60, "forward": 0.15, "backward": 0.20, "optimizer": 0.03, "other": 0.02}
@@ -29,6 +30,24 @@ class TestBottleneck:
         assert finding.estimated_saving == pytest.approx(1 - 51.2 / 64, abs=0.01)
         assert "torch.set_num_threads(1)" in finding.fix and "num_workers=1" in finding.fix
         assert "60%" in finding.title and finding.confidence == "high"
+
+    @pytest.mark.parametrize(("job_cores", "compute_cores", "new_step_ms"), [(0.68, 0.5, 38.4), (1.28, 2.0, 51.2)])
+    def test_threads_are_cut_at_the_cost_the_compute_measured(self, job_cores, compute_cores, new_step_ms):
+        # Loading on the CPU (the loading thread at 0.8 of a core in the waits), 2 intra-op threads,
+        # 2 cores: the plan is 1 worker beside 1 thread. Compute that kept half a core busy
+        # (sleeps, a device) does not slow at 1 thread, and the 38.4 ms load becomes the step;
+        # compute that kept both cores busy doubles to 51.2 ms, as the unmeasured estimate assumes.
+        loader = make_loader(num_workers=0, wait_total_ms=0.6 * 64 * 100)
+        loader.job_cores_in_waits, loader.job_cpu_wait_share_in_waits = 0.8, 0.0
+        host = make_host()
+        host.contention = CpuContention(samples=40, interval_s=0.5, usable_cores=2, job_cpu_cores=job_cores, shared=False)
+        data = make_run(WAITING, step_ms=64.0, loaders=[loader], host=host)
+        finding = check(DataLoaderBottleneck(), data)
+        assert finding is not None and finding.evidence["suggested_num_workers"] == 1
+        # (job cores x 64 ms - 0.8 x 38.4 ms in the waits) / 25.6 ms of compute
+        assert finding.evidence["compute_cores"] == pytest.approx(compute_cores, abs=0.01)
+        assert finding.estimated_saving == pytest.approx(1 - new_step_ms / 64, abs=0.01)
+        assert "torch.set_num_threads(1)" in finding.fix and f"{compute_cores:.1f} cores it kept busy" in finding.advice
 
     def test_loading_that_sleeps_on_storage_gets_workers_without_cutting_threads(self):
         loader = make_loader(num_workers=0, wait_total_ms=0.6 * 64 * 100)
