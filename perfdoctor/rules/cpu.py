@@ -54,6 +54,51 @@ def loop_work_share(data: RunData) -> float | None:
     return max(0.0, steps.breakdown.other - steps.other_parts.loss)
 
 
+def loop_cpu_at_most(data: RunData, loop_share: float) -> float | None:
+    """The most of the loop's time the training thread can have computed (0..1): its time on a
+    CPU or runnable over the steps, all of it counted as the loop's. None when unmeasured (no
+    schedstats). Low, it says the loop mostly sleeps or blocks (a lock, I/O, a sync)."""
+    contention = data.host.contention if data.host else None
+    if contention is None or contention.main_cpu_share is None or loop_share <= 0 or not data.steps.mean_ms:
+        return None
+    if contention.main_wait_any_ms_per_step is not None:
+        waiting = contention.main_wait_any_ms_per_step / data.steps.mean_ms
+    else:
+        waiting = contention.main_wait_share or 0.0
+    return min(1.0, (contention.main_cpu_share + waiting) / loop_share)
+
+
+def loop_advice(share_text: str, loop_ms: float, where: str, waiting_cpu: float | None) -> tuple[str, str, str]:
+    """(title, advice, fix) for work in the loop; `waiting_cpu` is set when the loop mostly
+    waited: the most of its time the training thread can have been on a CPU."""
+    if waiting_cpu is not None:
+        return (
+            f"{share_text} of each step is spent in the training loop itself, mostly waiting, not computing",
+            f"{loop_ms:.1f} ms per step go to code {where}, and the training thread was on a CPU (or ready for "
+            f"one) for at most {waiting_cpu:.0%} of that time: the loop waits on something. Typically a sleep or a "
+            "lock, synchronous file or network I/O (logging, metrics sent to a server, a checkpoint upload), or a "
+            "device synchronisation (.item(), .cpu()). More DataLoader workers would not cut it: find the call that "
+            "blocks (the slowest step's trace shows where) and make it asynchronous or less frequent.",
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "background = ThreadPoolExecutor(max_workers=1)\n"
+            "...\n"
+            "if step % 50 == 0:  # less often, and off the training thread\n"
+            "    background.submit(log_metrics, {name: value.item() for name, value in metrics.items()})",
+        )
+    return (
+        f"{share_text} of each step is work in the training loop itself, outside the DataLoader and the model",
+        f"{loop_ms:.1f} ms per step go to code {where}, which runs serially in the training process: "
+        "typically per-sample transforms or augmentation applied to each batch in the loop, host-side "
+        "metrics, or logging that synchronises. Move per-sample work into the Dataset's __getitem__ (or a "
+        "collate_fn) so DataLoader workers do it in parallel with the step, and make the rest batch-wise.",
+        "class AugmentedDataset(torch.utils.data.Dataset):\n"
+        "    def __getitem__(self, index):\n"
+        "        image, label = self.base[index]\n"
+        "        return augment(image), label  # runs in the DataLoader workers\n\n"
+        "loader = DataLoader(AugmentedDataset(base), batch_size=64, num_workers=4, persistent_workers=True)",
+    )
+
+
 def loop_share_of_fastest_steps(data: RunData) -> float | None:
     """The loop work's share (the step's "other" time less the loss) of the fastest tenth of the
     steps; None when there are too few steps."""
@@ -304,6 +349,8 @@ class MainLoopPreprocessing(Rule):
         min_share: float = 0.15  # loop work (other time, less the loss) as a share of the step
         min_ms: float = 1.0  # ... and at least this much per step
         residual_share: float = 0.02  # what stays in the loop after the fix (bookkeeping, logging)
+        # Below this share of the loop's time on a CPU (at most), the loop waits rather than works.
+        max_waiting_cpu: float = 0.5
 
     def check(self, data: RunData, limits: Thresholds) -> Finding | None:
         steps = data.steps
@@ -337,8 +384,11 @@ class MainLoopPreprocessing(Rule):
             if before_forward >= loop_share / 2
             else "in the loop around the model (after the optimizer step or between phases)"
         )
+        on_cpu = loop_cpu_at_most(data, measured_share)
+        waiting = on_cpu if on_cpu is not None and on_cpu < limits.max_waiting_cpu else None
+        title, advice, fix = loop_advice(share_text, loop_ms, where, waiting)
         return self.finding(
-            title=f"{share_text} of each step is work in the training loop itself, outside the DataLoader and the model",
+            title=title,
             evidence={
                 "loop_share": rounded(loop_share, 4),
                 "loop_per_step_ms": rounded(loop_ms),
@@ -349,23 +399,13 @@ class MainLoopPreprocessing(Rule):
                 "measured_loop_share": rounded(measured_share, 4),
                 "training_thread_lost_to_contention": rounded(lost_to_contention(data), 4),
                 "fastest_steps_loop_share": rounded(fastest, 4),
+                "loop_cpu_share_at_most": rounded(on_cpu, 3),
             },
             saving=loop_share - limits.residual_share,
             confidence=confidence,
             confidence_reason=reason,
-            advice=(
-                f"{loop_ms:.1f} ms per step go to code {where}, which runs serially in the training process: "
-                "typically per-sample transforms or augmentation applied to each batch in the loop, host-side "
-                "metrics, or logging that synchronises. Move per-sample work into the Dataset's __getitem__ (or a "
-                "collate_fn) so DataLoader workers do it in parallel with the step, and make the rest batch-wise."
-            ),
-            fix=(
-                "class AugmentedDataset(torch.utils.data.Dataset):\n"
-                "    def __getitem__(self, index):\n"
-                "        image, label = self.base[index]\n"
-                "        return augment(image), label  # runs in the DataLoader workers\n\n"
-                "loader = DataLoader(AugmentedDataset(base), batch_size=64, num_workers=4, persistent_workers=True)"
-            ),
+            advice=advice,
+            fix=fix,
             locations=[places(data).slowest_step],
         )
 

@@ -59,6 +59,22 @@ class TestMainLoopPreprocessing:
         assert finding.estimated_saving == pytest.approx(0.27)
         assert "between the batch arriving and the forward pass" in finding.advice
 
+    @pytest.mark.parametrize(("on_cpu", "waiting"), [(0.10, True), (0.35, False)])
+    def test_a_loop_that_mostly_sleeps_is_told_to_find_what_blocks(self, on_cpu, waiting):
+        # The loop is 29% of the step. A training thread on a CPU 10% of the step can have computed
+        # at most 34% of the loop's time: the loop waits (a sleep, I/O, a sync), and more
+        # DataLoader workers would not help. On a CPU 35% of the step, it may all be loop work.
+        host = make_host()
+        host.contention = CpuContention(samples=40, interval_s=0.5, usable_cores=2, main_cpu_share=on_cpu,
+                                        main_wait_any_ms_per_step=0.0, shared=False)
+        data = make_run(self.LOOPY, step_ms=40.0, other_parts={"before_forward": 0.27, "loss": 0.01}, host=host)
+        finding = check(MainLoopPreprocessing(), data)
+        assert finding is not None and finding.estimated_saving == pytest.approx(0.27)
+        assert finding.evidence["loop_cpu_share_at_most"] == pytest.approx(min(1.0, on_cpu / 0.29), abs=1e-3)
+        assert ("mostly waiting" in finding.title) is waiting
+        assert ("the loop waits on something" in finding.advice) is waiting
+        assert ("DataLoader workers do it in parallel" in finding.advice) is not waiting
+
     def test_a_big_loss_outside_the_model_is_not_preprocessing(self):
         data = make_run(self.LOOPY, step_ms=40.0, other_parts={"before_forward": 0.0, "loss": 0.28})
         assert check(MainLoopPreprocessing(), data) is None
