@@ -123,5 +123,8 @@ def test_a_job_whose_memory_rises_while_warming_up_then_stays_flat_gets_nothing(
     assert not MEMORY_FINDINGS & {f["id"] for f in report["findings"]}, report["memory"]["trends"]
     trend = next(t for t in report["memory"]["trends"] if t["subject"] == "host_process")
     assert not trend["growing"]
-    series = report["memory"]["series"]["process_rss_mb"]
-    assert series[len(series) // 3] - series[0] > 60  # it did rise (the buffer filling) before it went flat
+    series, steps = report["memory"]["series"]["process_rss_mb"], report["memory"]["series"]["step"]
+    # It did rise (the buffer filling, 40 steps) before it went flat. Samples are denser early on,
+    # so the filled buffer is found by step, not by the samples' index.
+    filled = next(rss for step, rss in zip(steps, series) if step >= 40)
+    assert filled - series[0] > 60, list(zip(steps, series))
