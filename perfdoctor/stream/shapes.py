@@ -335,6 +335,7 @@ class MemoryMeta(Shape, kw_only=True):
     limit_bytes: Count | None = None
     limit_source: str | None = None
     budget_share: NonNegative | None = None
+    samples_per_age: NonNegative | None = None
     pid: Count | None = None
 
 

@@ -206,7 +206,8 @@ class MemoryCollector(Collector):
         limit, source = memory_limit()
         stream = ctx.stream(self.name)
         stream.emit({"meta": {
-            "limit_bytes": limit, "limit_source": source, "budget_share": self.budget_share, "pid": os.getpid(),
+            "limit_bytes": limit, "limit_source": source, "budget_share": self.budget_share,
+            "samples_per_age": self.samples_per_age, "pid": os.getpid(),
         }})
         stream.add_source(self._drain)
         self._origin_ns = perf_counter_ns()

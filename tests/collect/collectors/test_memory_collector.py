@@ -71,7 +71,9 @@ def test_a_short_run_still_gets_enough_samples_for_a_trend(tmp_path):
     collector.start(harness.ctx)
     steps(collector, 200, work=lambda index: time.sleep(0.002))
     collector.stop()
-    taken = harness.read("memory")["samples"]["step"]
+    raw = harness.read("memory")
+    assert raw["meta"]["samples_per_age"] == 20  # the floor is recorded with the budget
+    taken = raw["samples"]["step"]
     assert taken[:3] == [1, 2, 3]  # while the run is young, every step end
     late = [step for step in taken if step > 100]
     assert len(late) >= 10 and max(taken) > 180  # ~20 x ln(2) in the last half: enough to fit a trend
