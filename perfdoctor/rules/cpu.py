@@ -399,7 +399,7 @@ class MainLoopPreprocessing(Rule):
                 "measured_loop_share": rounded(measured_share, 4),
                 "training_thread_lost_to_contention": rounded(lost_to_contention(data), 4),
                 "fastest_steps_loop_share": rounded(fastest, 4),
-                "loop_cpu_share_at_most": rounded(on_cpu, 3),
+                "max_loop_cpu_share": rounded(on_cpu, 3),
             },
             saving=loop_share - limits.residual_share,
             confidence=confidence,

@@ -70,7 +70,7 @@ class TestMainLoopPreprocessing:
         data = make_run(self.LOOPY, step_ms=40.0, other_parts={"before_forward": 0.27, "loss": 0.01}, host=host)
         finding = check(MainLoopPreprocessing(), data)
         assert finding is not None and finding.estimated_saving == pytest.approx(0.27)
-        assert finding.evidence["loop_cpu_share_at_most"] == pytest.approx(min(1.0, on_cpu / 0.29), abs=1e-3)
+        assert finding.evidence["max_loop_cpu_share"] == pytest.approx(min(1.0, on_cpu / 0.29), abs=1e-3)
         assert ("mostly waiting" in finding.title) is waiting
         assert ("the loop waits on something" in finding.advice) is waiting
         assert ("DataLoader workers do it in parallel" in finding.advice) is not waiting
