@@ -29,7 +29,10 @@ Z95 = 1.959964
 @dataclass(frozen=True)
 class TrendLimits:
     warmup_share: float = 0.2  # the first share of the steps after warm-up is left out as well
-    min_steps: int = 20  # fewer steps in the fitted window: too short to tell
+    # Fewer steps in the fitted window: too short to tell. A healthy LBFGS job's 22-step window
+    # (a 40-step run) rose 1.7 MiB a step, steadily, as its allocator settled; the planted
+    # leaks' windows span 98 steps and more.
+    min_steps: int = 50
     min_points: int = 10  # fewer binned points: too short to tell
     late_share: float = 0.3  # the middle and last thirds (halves, when sampled sparsely) must each grow at >= this share of the slope
     max_drawdown_share: float = 0.5  # a drop of more than this share of the growth: a sawtooth

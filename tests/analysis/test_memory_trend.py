@@ -115,6 +115,16 @@ def test_too_short_to_tell():
     assert fit_trend([1, 2], [1.0, 2.0], first_step=0) is None
 
 
+def test_a_short_run_settling_is_too_short_to_tell():
+    # lbfgs_closure.py (healthy, 40 steps) under load, sampled every step: after the warm-up, the
+    # process rose 40 MiB over 22 steps, steadily, as its allocator settled.
+    rss_mb = [340.73, 342.31, 348.31, 350.34, 358.34, 372.71, 411.71, 463.75, 517.77, 573.77, 623.77, 649.8, 651.8,
+              657.81, 657.81, 659.81, 659.81, 643.93, 645.8, 643.93, 641.81, 643.81, 645.81, 645.81, 641.81, 645.82,
+              659.82, 659.82, 669.82, 673.82, 673.82, 673.83, 667.95, 667.95, 677.83, 677.83, 679.83, 679.83, 681.83, 681.83]
+    trend = fit_trend(list(range(1, 41)), [mb * MIB for mb in rss_mb], first_step=13)
+    assert trend is not None and not trend.growing and trend.reason.startswith("too short"), trend.reason
+
+
 def test_missing_values_and_steps_before_the_first_are_ignored():
     values: list = [400 * MIB + 3 * MIB * s for s in STEPS]
     values[10] = None
